@@ -1,0 +1,1 @@
+"""Numba implementations. Compilation flags come from :mod:`voxelflow.kernels.numba.config`."""

@@ -1,0 +1,1 @@
+"""NumPy reference implementations: the oracles every native backend is tested against."""
