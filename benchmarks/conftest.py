@@ -23,6 +23,6 @@ import pytest
 @pytest.fixture(scope="session")
 def bench_scale(pytestconfig: pytest.Config) -> str:
     """"smoke" (plain pytest: run once, small), "quick" (``bench --quick``) or "full"."""
-    if pytestconfig.getoption("benchmark_disable"):
+    if pytestconfig.getoption("benchmark_disable") and not pytestconfig.getoption("benchmark_enable"):
         return "smoke"
     return "quick" if os.environ.get("VOXELFLOW_BENCH_QUICK") else "full"

@@ -12,6 +12,8 @@ __all__ = [
     "BackendError",
     "DecodeError",
     "MissingPluginError",
+    "VoxelflowWarning",
+    "DecodeWarning",
 ]
 
 
@@ -42,3 +44,11 @@ class DecodeError(VoxelflowError, ValueError):
 
 class MissingPluginError(DecodeError, ImportError):
     """The transfer syntax needs a codec plugin that is not installed; names the package."""
+
+
+class VoxelflowWarning(UserWarning):
+    """Input that was handled, with an oddity worth knowing."""
+
+
+class DecodeWarning(VoxelflowWarning):
+    """Pixel data that decodes, with an oddity (excess bytes, High Bit, trimmed RLE segment)."""

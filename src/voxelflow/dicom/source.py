@@ -1,0 +1,197 @@
+"""Where a dataset's pixel bytes come from: memory (a pydicom Dataset) or a file range.
+
+For a file we parse the header with pydicom (``stop_before_pixels``), then read the Pixel Data
+element header ourselves and keep only its offset: uncompressed frames are then read straight
+into the caller's output array (``readinto``), without pydicom materialising a bytes copy.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+from ..errors import DecodeError
+
+__all__ = ["PixelSource", "open_source"]
+
+_PIXEL_TAGS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
+_UNDEFINED = 0xFFFFFFFF
+
+
+@dataclass
+class PixelSource:
+    """The dataset (header) and random access to its pixel bytes."""
+
+    ds: Any
+    name: str
+    transfer_syntax: UID
+    length: int
+    undefined_length: bool = False
+    vr: str = ""
+    _buffer: bytes | memoryview | None = None
+    _file: BinaryIO | None = None
+    _offset: int = 0
+    _cache: bytes | None = field(default=None, repr=False)
+
+    def read(self, start: int = 0, size: int | None = None) -> bytes | memoryview:
+        """Bytes [start, start+size) of the element value (the whole value by default)."""
+        size = self.length - start if size is None else size
+        if self._buffer is not None:
+            return memoryview(self._buffer)[start : start + size]
+        if start == 0 and size == self.length:
+            if self._cache is None:
+                self._cache = self._read_file(0, size)
+            return self._cache
+        return self._read_file(start, size)
+
+    def _read_file(self, start: int, size: int) -> bytes:
+        assert self._file is not None
+        self._file.seek(self._offset + start)
+        data = self._file.read(size)
+        if len(data) != size:
+            raise DecodeError(f"file ends {size - len(data)} bytes into Pixel Data", source=self.name)
+        return data
+
+    def read_into(self, dst: np.ndarray, start: int) -> None:
+        """Fill the uint8 array `dst` with the value bytes from `start`."""
+        if self._buffer is not None:
+            dst[...] = np.frombuffer(self._buffer, np.uint8, dst.size, start)
+            return
+        assert self._file is not None
+        self._file.seek(self._offset + start)
+        got = self._file.readinto(memoryview(dst).cast("B"))
+        if got != dst.size:
+            raise DecodeError(f"file ends {dst.size - got} bytes into Pixel Data", source=self.name)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> PixelSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _transfer_syntax(ds: Any, name: str) -> UID:
+    meta = getattr(ds, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    if uid is None:
+        # a Dataset built in memory: pydicom records how it was (or will be) encoded
+        implicit, little = getattr(ds, "original_encoding", (None, None))
+        if implicit is None:
+            raise DecodeError("(0002,0010) Transfer Syntax UID is missing", source=name)
+        return UID("1.2.840.10008.1.2" if implicit else ("1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2"))
+    uid = UID(str(uid))
+    if not uid.is_transfer_syntax and not uid.is_private:
+        raise DecodeError(f"(0002,0010) Transfer Syntax UID {uid} is not a known transfer syntax", source=name)
+    return uid
+
+
+def _from_dataset(ds: Any, name: str) -> PixelSource:
+    ts = _transfer_syntax(ds, name)
+    keyword = next((k for k in _PIXEL_TAGS.values() if k in ds), None)
+    if keyword is None:
+        return PixelSource(ds, name, ts, 0)
+    elem = ds[keyword]
+    value = elem.value
+    if value is None:
+        value = b""
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"{keyword} value is {type(value).__name__}, expected bytes", source=name)
+    return PixelSource(ds, name, ts, len(value), elem.is_undefined_length, str(elem.VR), _buffer=value)
+
+
+def open_source(src: Any) -> PixelSource:
+    """Open a path or take a pydicom Dataset; the header is parsed, pixels are not read.
+
+    Raises
+    ------
+    DecodeError
+        When the file is missing, not DICOM, or its header cannot be parsed.
+    """
+    if isinstance(src, pydicom.Dataset):
+        name = str(getattr(src, "filename", None) or "<dataset>")
+        return _from_dataset(src, name)
+    if not isinstance(src, (str, os.PathLike)):
+        raise DecodeError(f"expected a path or a pydicom Dataset, got {type(src).__name__}")
+    path = Path(src)
+    name = str(path)
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise DecodeError(f"cannot open: {exc.strerror or exc}", source=name) from exc
+    try:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise DecodeError("file is empty (0 bytes)", source=name)
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+        except InvalidDicomError as exc:
+            raise DecodeError(f"not a DICOM file ({exc})", source=name) from exc
+        except (EOFError, ValueError, KeyError, struct.error, OverflowError, NotImplementedError, zlib.error) as exc:
+            raise DecodeError(f"cannot parse the DICOM header: {exc}", source=name) from exc
+        ts = _transfer_syntax(ds, name)
+        if ts == DeflatedExplicitVRLittleEndian:
+            # the whole dataset is one zlib stream: no byte offsets to seek to
+            f.close()
+            try:
+                full = pydicom.dcmread(name)
+            except Exception as exc:  # noqa: BLE001 - pydicom raises many types on corrupt streams
+                raise DecodeError(f"cannot inflate/parse the deflated dataset: {exc}", source=name) from exc
+            return _from_dataset(full, name)
+        pos = f.tell()
+        little = ts.is_little_endian
+        head = f.read(12)
+        if len(head) < 8:
+            f.close()
+            return PixelSource(ds, name, ts, 0)  # no pixel element: pixel_info says so
+        group, elem = struct.unpack_from("<HH" if little else ">HH", head)
+        tag = group << 16 | elem
+        if tag not in _PIXEL_TAGS:
+            f.close()
+            return PixelSource(ds, name, ts, 0)
+        keyword = _PIXEL_TAGS[tag]
+        if ts.is_implicit_VR:
+            vr = "OW" if keyword == "PixelData" else ("OF" if keyword == "FloatPixelData" else "OD")
+            (length,) = struct.unpack_from("<I" if little else ">I", head, 4)
+            header = 8
+        else:
+            vr_bytes = head[4:6]
+            vr = vr_bytes.decode("ascii", "replace")
+            if vr_bytes in _LONG_VRS:
+                if len(head) < 12:
+                    raise DecodeError("file ends inside the Pixel Data element header", source=name)
+                (length,) = struct.unpack_from("<I" if little else ">I", head, 8)
+                header = 12
+            else:
+                (length,) = struct.unpack_from("<H" if little else ">H", head, 6)
+                header = 8
+        start = pos + header
+        left = size - start
+        undefined = length == _UNDEFINED
+        if undefined:
+            length = left
+        elif length > left:
+            raise DecodeError(
+                f"{keyword} length {length} runs past the end of the file ({left} bytes left)",
+                source=name,
+            )
+        # the header-only dataset must still know which pixel attribute exists
+        ds[keyword] = pydicom.DataElement(tag, vr if vr in ("OB", "OW", "OF", "OD") else "OB", b"")
+        return PixelSource(ds, name, ts, length, undefined, vr, _file=f, _offset=start)
+    except BaseException:
+        f.close()
+        raise
