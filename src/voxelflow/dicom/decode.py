@@ -135,6 +135,14 @@ def _output(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype) -> 
 def _check_native_length(source: PixelSource, info: PixelInfo) -> None:
     needed_bits = info.native_frame_bits * info.number_of_frames
     needed = (needed_bits + 7) // 8
+    if info.is_ybr422_native and source.length >= needed * 3 // 2:
+        # malformed-inputs.md: full-size 3-sample data labelled YBR_FULL_422 would decode
+        # to plausible-looking garbage; the label, not the data, is wrong
+        raise DecodeError(
+            f"{info.keyword} holds {source.length} bytes, the size of unsubsampled data; "
+            f"YBR_FULL_422 needs {needed} (is the Photometric Interpretation YBR_FULL?)",
+            source=source.name,
+        )
     if source.length < needed:
         raise DecodeError(
             f"{info.keyword} holds {source.length} bytes; Rows {info.rows} x Columns "
@@ -169,7 +177,7 @@ def _decode_stored(
         _decode_native(source, info, indices, out, backend)
         return
     buf = source.read()
-    enc = parse_items(buf, source.name)
+    enc = parse_items(buf, source.name, delimited=source.from_file)
     extended = _extended_offsets(source.ds)
     groups = frame_fragments(
         enc,

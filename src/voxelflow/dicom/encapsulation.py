@@ -33,11 +33,13 @@ def _tag(value: int) -> str:
     return f"({value & 0xFFFF:04X},{value >> 16:04X})"
 
 
-def parse_items(buf: bytes | memoryview, source: str) -> Encapsulated:
+def parse_items(buf: bytes | memoryview, source: str, *, delimited: bool = False) -> Encapsulated:
     """Split encapsulated Pixel Data into the Basic Offset Table and fragments.
 
-    `buf` is the value of (7FE0,0010) starting at the Basic Offset Table item; it may end
-    with the Sequence Delimitation Item or simply end.
+    `buf` is the value of (7FE0,0010) starting at the Basic Offset Table item. Read from a
+    file (`delimited`), it must end with the Sequence Delimitation Item: a file cut inside
+    its pixel data is an error, not fewer frames. A value pydicom already read ends at the
+    last fragment.
 
     Raises
     ------
@@ -64,9 +66,11 @@ def parse_items(buf: bytes | memoryview, source: str) -> Encapsulated:
     fragments: list[tuple[int, int]] = []
     positions: list[int] = []
     first_item = pos = 8 + length
+    delimiter_found = False
     while pos + 8 <= size:
         tag, length = struct.unpack_from("<II", buf, pos)
         if tag == _SEQ_DELIMITER:
+            delimiter_found = True
             break
         if tag != _ITEM:
             raise DecodeError(
@@ -87,6 +91,12 @@ def parse_items(buf: bytes | memoryview, source: str) -> Encapsulated:
     else:
         if pos != size:
             raise DecodeError(f"{size - pos} stray bytes after the last fragment item", source=source)
+    if delimited and not delimiter_found:
+        raise DecodeError(
+            "encapsulated Pixel Data ends without its Sequence Delimitation Item (FFFE,E0DD): "
+            "the file is truncated",
+            source=source,
+        )
     if not fragments:
         raise DecodeError("encapsulated Pixel Data holds no fragment", source=source)
     return Encapsulated(tuple(offsets), tuple(fragments), tuple(positions))

@@ -123,7 +123,11 @@ def _tagged(keyword: str) -> str:
 
 
 def _int_attr(ds: Any, keyword: str, source: str, *, default: int | None = None) -> int:
-    value = ds.get(keyword)
+    try:
+        value = ds.get(keyword)
+    except (ValueError, TypeError, OverflowError) as exc:
+        # pydicom converts raw values lazily: a malformed IS/US surfaces here
+        raise DecodeError(f"{_tagged(keyword)} cannot be read: {exc}", source=source) from None
     if value is None or value == "" or (isinstance(value, (list, tuple)) and not value):
         if default is not None:
             return default
@@ -156,7 +160,10 @@ def pixel_info(ds: Any, source: str, transfer_syntax: UID) -> PixelInfo:
     if samples not in (1, 3):
         raise DecodeError(f"(0028,0002) Samples per Pixel is {samples}, must be 1 or 3", source=source)
 
-    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    try:
+        photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    except (ValueError, TypeError) as exc:
+        raise DecodeError(f"(0028,0004) Photometric Interpretation cannot be read: {exc}", source=source) from None
     if not photometric:
         raise DecodeError("(0028,0004) Photometric Interpretation is missing", source=source)
     if photometric not in PHOTOMETRIC_SAMPLES:

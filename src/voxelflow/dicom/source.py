@@ -43,6 +43,10 @@ class PixelSource:
     _offset: int = 0
     _cache: bytes | None = field(default=None, repr=False)
 
+    @property
+    def from_file(self) -> bool:
+        return self._buffer is None
+
     def read(self, start: int = 0, size: int | None = None) -> bytes | memoryview:
         """Bytes [start, start+size) of the element value (the whole value by default)."""
         size = self.length - start if size is None else size
