@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pydicom
 from pydicom.pixels import get_decoder
 from pydicom.pixels import pixel_array as pydicom_pixel_array
 from pydicom.uid import (
@@ -54,7 +55,9 @@ def decode_with_plugin(
             source=source.name,
         )
     ds = source.ds
-    if source._buffer is None:
+    if not isinstance(ds, pydicom.Dataset):
+        ds = pydicom.dcmread(source.name, stop_before_pixels=True)
+    if source.from_file:
         # the header-only dataset from a file: give pydicom the value we already framed
         ds = ds.copy()
         ds[info.keyword].value = bytes(buf)

@@ -194,9 +194,9 @@ def _decode_stored(
 
 
 def _extended_offsets(ds: Any) -> tuple[list[int], list[int]] | None:
-    if "ExtendedOffsetTable" not in ds:
+    if ds.get("ExtendedOffsetTable") is None:
         return None
-    table = bytes(ds.ExtendedOffsetTable or b"")
+    table = bytes(ds.get("ExtendedOffsetTable") or b"")
     lengths = bytes(ds.get("ExtendedOffsetTableLengths", b"") or b"")
     return list(np.frombuffer(table, "<u8")[: len(table) // 8]), list(np.frombuffer(lengths, "<u8")[: len(lengths) // 8])
 

@@ -20,6 +20,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from ..errors import DecodeError
+from .header import read_header
 
 __all__ = ["PixelSource", "open_source"]
 
@@ -141,22 +142,28 @@ def open_source(src: Any) -> PixelSource:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise DecodeError("file is empty (0 bytes)", source=name)
-        try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
-        except InvalidDicomError as exc:
-            raise DecodeError(f"not a DICOM file ({exc})", source=name) from exc
-        except (EOFError, ValueError, KeyError, struct.error, OverflowError, NotImplementedError, zlib.error) as exc:
-            raise DecodeError(f"cannot parse the DICOM header: {exc}", source=name) from exc
-        ts = _transfer_syntax(ds, name)
-        if ts == DeflatedExplicitVRLittleEndian:
-            # the whole dataset is one zlib stream: no byte offsets to seek to
-            f.close()
+        fast = read_header(f, size)
+        if fast is not None:
+            ds, ts, pos, _, _ = fast
+        else:
+            f.seek(0)
             try:
-                full = pydicom.dcmread(name)
-            except Exception as exc:  # noqa: BLE001 - pydicom raises many types on corrupt streams
-                raise DecodeError(f"cannot inflate/parse the deflated dataset: {exc}", source=name) from exc
-            return _from_dataset(full, name)
-        pos = f.tell()
+                ds = pydicom.dcmread(f, stop_before_pixels=True)
+            except InvalidDicomError as exc:
+                raise DecodeError(f"not a DICOM file ({exc})", source=name) from exc
+            except (EOFError, ValueError, KeyError, struct.error, OverflowError, NotImplementedError, zlib.error) as exc:
+                raise DecodeError(f"cannot parse the DICOM header: {exc}", source=name) from exc
+            ts = _transfer_syntax(ds, name)
+            if ts == DeflatedExplicitVRLittleEndian:
+                # the whole dataset is one zlib stream: no byte offsets to seek to
+                f.close()
+                try:
+                    full = pydicom.dcmread(name)
+                except Exception as exc:  # noqa: BLE001 - pydicom raises many types on corrupt streams
+                    raise DecodeError(f"cannot inflate/parse the deflated dataset: {exc}", source=name) from exc
+                return _from_dataset(full, name)
+            pos = f.tell()
+        f.seek(pos)
         little = ts.is_little_endian
         head = f.read(12)
         if len(head) < 8:
@@ -194,7 +201,10 @@ def open_source(src: Any) -> PixelSource:
                 source=name,
             )
         # the header-only dataset must still know which pixel attribute exists
-        ds[keyword] = pydicom.DataElement(tag, vr if vr in ("OB", "OW", "OF", "OD") else "OB", b"")
+        if isinstance(ds, pydicom.Dataset):
+            ds[keyword] = pydicom.DataElement(tag, vr if vr in ("OB", "OW", "OF", "OD") else "OB", b"")
+        else:
+            ds[keyword] = b""
         return PixelSource(ds, name, ts, length, undefined, vr, _file=f, _offset=start)
     except BaseException:
         f.close()
