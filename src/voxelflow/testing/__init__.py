@@ -1,0 +1,34 @@
+"""Phantom DICOM generators for tests, the demo and benchmarks.
+
+- :func:`phantom_volume`: a 3-D torso phantom (CT Hounsfield units or MR intensities).
+- :func:`write_series`: a CT / MR DICOM series of it, with orientation, ordering, spacing,
+  rescale, windowing, photometric and transfer syntax variations; returns :class:`SeriesInfo`,
+  the ground truth a reader must reconstruct.
+- :func:`dataset_from_array`: any array as a DICOM SOP instance in any pixel layout and
+  transfer syntax; :func:`save_dataset` writes it.
+
+Nothing here imports hypothesis; the strategies live in ``voxelflow.testing.strategies``.
+"""
+
+from __future__ import annotations
+
+from .datasets import (
+    TRANSFER_SYNTAXES,
+    available_transfer_syntaxes,
+    dataset_from_array,
+    save_dataset,
+)
+from .phantom import TISSUES, phantom_volume
+from .series import ORIENTATIONS, SeriesInfo, write_series
+
+__all__ = [
+    "ORIENTATIONS",
+    "SeriesInfo",
+    "TISSUES",
+    "TRANSFER_SYNTAXES",
+    "available_transfer_syntaxes",
+    "dataset_from_array",
+    "phantom_volume",
+    "save_dataset",
+    "write_series",
+]
