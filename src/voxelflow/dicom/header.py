@@ -87,6 +87,8 @@ class _Walker:
                 vr = b"UN"
             return tag, vr[:2], length, pos + 8
         vr = data[pos + 4 : pos + 6]
+        if not (vr.isalpha() and vr.isupper()):
+            raise _Unwalkable  # not explicit VR after all (pydicom copes with such files)
         if vr in _LONG_VRS:
             if pos + 12 > len(data):
                 raise _Unwalkable

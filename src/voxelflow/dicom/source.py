@@ -145,6 +145,7 @@ def open_source(src: Any) -> PixelSource:
         fast = read_header(f, size)
         if fast is not None:
             ds, ts, pos, _, _ = fast
+            implicit, little = ts.is_implicit_VR, ts.is_little_endian
         else:
             f.seek(0)
             try:
@@ -163,8 +164,10 @@ def open_source(src: Any) -> PixelSource:
                     raise DecodeError(f"cannot inflate/parse the deflated dataset: {exc}", source=name) from exc
                 return _from_dataset(full, name)
             pos = f.tell()
+            # pydicom reads files whose VR encoding contradicts their transfer syntax; the
+            # encoding it found, not the one declared, frames the Pixel Data element
+            implicit, little = getattr(ds, "original_encoding", (ts.is_implicit_VR, ts.is_little_endian))
         f.seek(pos)
-        little = ts.is_little_endian
         head = f.read(12)
         if len(head) < 8:
             f.close()
@@ -175,7 +178,9 @@ def open_source(src: Any) -> PixelSource:
             f.close()
             return PixelSource(ds, name, ts, 0)
         keyword = _PIXEL_TAGS[tag]
-        if ts.is_implicit_VR:
+        if not implicit and not (head[4:6].isalpha() and head[4:6].isupper()):
+            implicit = True  # no VR where one belongs: written implicitly (pydicom does the same)
+        if implicit:
             vr = "OW" if keyword == "PixelData" else ("OF" if keyword == "FloatPixelData" else "OD")
             (length,) = struct.unpack_from("<I" if little else ">I", head, 4)
             header = 8
