@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import os
 
-_num_threads = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+_num_threads = max(
+    1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+)
+
+
+#: Below this many bytes touched, native kernels run on one thread. A memory-bound loop
+#: moves ~10 GB/s on one core, so 4 MiB takes well under a millisecond; waking a second
+#: thread costs microseconds on an idle machine but up to a scheduler slice (milliseconds)
+#: when the other cores are busy (Dask workers decoding other files, other processes),
+#: measured as a 50x slowdown per 256x256 slice with a 256 KiB threshold.
+PARALLEL_MIN_BYTES = 4 * 1024 * 1024
+
+
+def parallel_threads(nbytes: int) -> int:
+    """Threads a native kernel should use for a call touching `nbytes` bytes."""
+    return 1 if nbytes < PARALLEL_MIN_BYTES else _num_threads
 
 
 def get_num_threads() -> int:

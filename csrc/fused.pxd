@@ -1,0 +1,24 @@
+# cython: language_level=3
+"""Fused dtype sets shared by the kernels in csrc/ (cimport them; never redefine them)."""
+
+from libc.stdint cimport int16_t, int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+# Unsigned words of every width a DICOM pixel occupies: signed and float pixels are handled
+# as their bit patterns, so a kernel is compiled once per width, not once per dtype.
+ctypedef fused uword_t:
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+
+# Stored pixel values used as palette indices (signed when Pixel Representation is 1).
+ctypedef fused index_t:
+    uint8_t
+    uint16_t
+    int16_t
+    int32_t
+
+# Palette Color LUT Data entries (8 or 16 bits).
+ctypedef fused lut_t:
+    uint8_t
+    uint16_t
