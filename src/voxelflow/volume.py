@@ -1,0 +1,123 @@
+"""Volume: an array (numpy, zarr or dask) with its affine and DICOM-derived metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ParameterError
+from .geometry import affine_spacing, nifti_affine
+
+__all__ = ["Volume"]
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3-D (or 4-D: t, z, y, x) image and where it lies in the patient.
+
+    Attributes
+    ----------
+    array : numpy.ndarray, zarr.Array or dask.array.Array
+        The voxels in (z, y, x) order (``(..., z, y, x)`` with leading axes such as time),
+        stored values in their DICOM dtype unless ``meta["values"] == "modality"``.
+    affine : (4, 4) float64 array
+        Maps ``[k, j, i, 1]`` to LPS patient coordinates in mm (see :mod:`voxelflow.geometry`).
+    meta : mapping
+        DICOM-derived facts: ``modality``, ``rescale`` ({"slope", "intercept"} or None when the
+        values are already modality values), ``values`` ("stored" or "modality"), ``windows``,
+        ``sop_instance_uids``, ``series_instance_uid``, ``findings``, ``axes`` ...
+    """
+
+    array: Any
+    affine: np.ndarray
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        affine = np.asarray(self.affine, dtype=np.float64)
+        if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+            raise ParameterError(f"Volume affine must be a finite 4x4 matrix, got shape {affine.shape}")
+        if len(getattr(self.array, "shape", ())) < 3:
+            raise ParameterError(f"Volume array must have at least 3 axes (z, y, x), got {getattr(self.array, 'shape', None)}")
+        object.__setattr__(self, "affine", affine)
+        object.__setattr__(self, "meta", dict(self.meta))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.array.dtype)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel spacing in mm, in array order (z, y, x)."""
+        return affine_spacing(self.affine)  # type: ignore[return-value]
+
+    @property
+    def origin(self) -> np.ndarray:
+        """LPS position (mm) of voxel (0, 0, 0)."""
+        return self.affine[:3, 3].copy()
+
+    def to_numpy(self) -> np.ndarray:
+        """The voxels as an in-memory numpy array (reads every chunk of a stored volume)."""
+        array = self.array
+        if hasattr(array, "compute"):
+            return np.asarray(array.compute())
+        return np.asarray(array[...])
+
+    def to_dask(self, chunks: Any = None) -> Any:
+        """The voxels as a lazy dask array (the store's chunks unless `chunks` is given)."""
+        import dask.array as da
+
+        array = self.array
+        if hasattr(array, "dask"):
+            return array if chunks is None else array.rechunk(chunks)
+        if chunks is None:
+            chunks = getattr(array, "chunks", None) or "auto"
+        return da.from_array(array, chunks=chunks)
+
+    def with_array(self, array: Any, **meta: Any) -> Volume:
+        """The same geometry over another array (and updated metadata)."""
+        return Volume(array, self.affine, {**self.meta, **meta})
+
+    def to_nifti(self, path: str | Path) -> Path:
+        """Write a NIfTI-1 file (``.nii`` or ``.nii.gz``) with correct RAS sform and qform.
+
+        4-D volumes (t, z, y, x) become 4-D NIfTI (x, y, z, t). A uniform rescale is written
+        as scl_slope/scl_inter so readers recover modality values.
+        """
+        import nibabel as nib
+
+        data = self.to_numpy()
+        data = np.transpose(data, tuple(range(data.ndim))[::-1]) if data.ndim == 3 else np.transpose(data, (3, 2, 1, 0))
+        image = nib.Nifti1Image(np.asanyarray(data), nifti_affine(self.affine))
+        image.set_sform(nifti_affine(self.affine), code=1)  # scanner anatomical
+        image.set_qform(nifti_affine(self.affine), code=1)
+        rescale = self.meta.get("rescale")
+        if rescale and self.meta.get("values", "stored") == "stored":
+            image.header.set_slope_inter(float(rescale["slope"]), float(rescale["intercept"]))
+        image.header.set_xyzt_units("mm", "sec")
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.partial{''.join(path.suffixes)}")
+        nib.save(image, tmp)
+        tmp.replace(path)
+        return path
+
+    def to_sitk(self) -> Any:
+        """A SimpleITK image (3-D only) with origin, spacing and direction in LPS, as ITK uses."""
+        import SimpleITK as sitk
+
+        if len(self.shape) != 3:
+            raise ParameterError("to_sitk needs a 3-D volume")
+        image = sitk.GetImageFromArray(self.to_numpy())  # numpy (z, y, x) -> ITK (x, y, z)
+        spacing = self.spacing
+        image.SetSpacing((spacing[2], spacing[1], spacing[0]))
+        image.SetOrigin(tuple(float(v) for v in self.affine[:3, 3]))
+        direction = self.affine[:3, [2, 1, 0]] / np.array([spacing[2], spacing[1], spacing[0]])
+        image.SetDirection(tuple(float(v) for v in direction.reshape(-1)))
+        return image
