@@ -1,0 +1,367 @@
+"""From an index of instances to volume plans, and from a plan to a Volume.
+
+Grouping follows what makes a stack impossible to hold as one volume: instances group by
+Series Instance UID, then split on orientation, rows/columns, pixel spacing, image type and
+echo; repeated positions become a 4-D axis when the repeats are regular (time points, echoes,
+diffusion directions), else they split by acquisition. Every split records its reason.
+Geometry findings come from :mod:`.stack`; the policies for tilt, non-uniform spacing and
+gaps are explicit arguments, never silent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ParameterError, VoxelflowError
+from ..volume import Volume
+from .stack import Finding, SliceRef, StackGeometry, analyse_stack
+
+__all__ = ["GeometryPolicy", "SeriesError", "VolumePlan", "build_volume", "plan_volumes"]
+
+TILT_POLICIES = ("keep", "correct")
+NONUNIFORM_POLICIES = ("refuse", "resample")
+GAP_POLICIES = ("split", "fill")
+
+
+class SeriesError(VoxelflowError, ValueError):
+    """A series cannot become a volume under the chosen policies; names the series and why."""
+
+
+@dataclass(frozen=True)
+class GeometryPolicy:
+    """What to do with tilted, non-uniform and gapped stacks.
+
+    tilt : "keep" keeps the sheared affine (exact, but not every tool handles shear);
+        "correct" resamples each slice in-plane onto an orthogonal grid.
+    nonuniform : "refuse" reports the series as failed; "resample" interpolates linearly onto
+        a uniform grid at the smallest step.
+    gaps : "split" writes each contiguous run as its own volume; "fill" keeps one volume and
+        interpolates the missing slices linearly (recorded in ``meta["filled_slices"]``).
+    """
+
+    tilt: str = "keep"
+    nonuniform: str = "refuse"
+    gaps: str = "split"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("tilt", TILT_POLICIES), ("nonuniform", NONUNIFORM_POLICIES), ("gaps", GAP_POLICIES)):
+            if getattr(self, name) not in allowed:
+                raise ParameterError(f"{name} policy must be one of {allowed}, got {getattr(self, name)!r}")
+
+
+@dataclass
+class VolumePlan:
+    """One volume to build: its slices in order, geometry, metadata and findings."""
+
+    key: str
+    series_instance_uid: str
+    geometry: StackGeometry
+    meta: dict[str, Any]
+    split_reason: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        ref = self.geometry.slices[0]
+        return (*self.geometry.shape, ref.rows, ref.columns)
+
+
+def _get(row: Any, name: str, default: Any = None) -> Any:
+    value = getattr(row, name, default)
+    return default if value is None else value
+
+
+def _rounded(values: Any, ndigits: int) -> tuple[float, ...]:
+    return tuple(round(float(v), ndigits) for v in (values or ()))
+
+
+def _temporal_key(row: Any) -> tuple[Any, ...]:
+    def num(v: Any) -> float:
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return math.nan
+
+    return (
+        num(_get(row, "temporal_position_identifier")),
+        num(_get(row, "trigger_time")),
+        num(_get(row, "acquisition_number")),
+        str(_get(row, "acquisition_time", "")),
+        num(_get(row, "instance_number")),
+    )
+
+
+def _slice_ref(row: Any) -> SliceRef:
+    return SliceRef(
+        path=str(row.path),
+        frame=None,
+        position=tuple(float(v) for v in row.image_position_patient),  # type: ignore[arg-type]
+        orientation=tuple(float(v) for v in row.image_orientation_patient),
+        pixel_spacing=tuple(float(v) for v in (row.pixel_spacing or (1.0, 1.0))),  # type: ignore[arg-type]
+        rows=int(row.rows),
+        columns=int(row.columns),
+        sop_instance_uid=str(_get(row, "sop_instance_uid", "")),
+        instance_number=_get(row, "instance_number"),
+        rescale=(float(_get(row, "rescale_slope", 1.0)), float(_get(row, "rescale_intercept", 0.0))),
+        temporal_key=_temporal_key(row),
+    )
+
+
+def _split_key(row: Any) -> tuple[tuple[str, Any], ...]:
+    return (
+        ("orientation", _rounded(row.image_orientation_patient, 4)),
+        ("rows/columns", (int(row.rows), int(row.columns))),
+        ("pixel spacing", _rounded(row.pixel_spacing, 4)),
+        ("image type", tuple(_as_list(_get(row, "image_type")))),
+        ("echo", (_get(row, "echo_number"), _get(row, "echo_time"))),
+    )
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, bytes, int, float)):
+        return [value]
+    return list(value)
+
+
+def _meta(rows: Sequence[Any], geometry: StackGeometry) -> dict[str, Any]:
+    first = rows[0]
+    windows = []
+    centers = _get(first, "window_center", ())
+    widths = _get(first, "window_width", ())
+    names = _get(first, "window_explanation", ())
+    centers, widths, names = _as_list(centers), _as_list(widths), _as_list(names)
+    for i, (c, w) in enumerate(zip(centers, widths)):
+        windows.append({"center": float(c), "width": float(w), "explanation": str(names[i]) if i < len(names) else ""})
+    rescales = {s.rescale for s in geometry.slices}
+    uniform = len(rescales) == 1
+    slope, intercept = next(iter(rescales)) if uniform else (None, None)
+    return {
+        "modality": _get(first, "modality", ""),
+        "study_instance_uid": _get(first, "study_instance_uid", ""),
+        "series_instance_uid": _get(first, "series_instance_uid", ""),
+        "series_number": _get(first, "series_number"),
+        "frame_of_reference_uid": _get(first, "frame_of_reference_uid", ""),
+        "sop_instance_uids": [s.sop_instance_uid for s in geometry.slices],
+        "rescale": {"slope": slope, "intercept": intercept} if uniform else None,
+        "values": "stored" if uniform else "modality",
+        "windows": windows,
+        "photometric": _get(first, "photometric_interpretation", ""),
+        "findings": [f.to_dict() for f in geometry.findings],
+        "axes": ["t", "z", "y", "x"] if geometry.fourth_axis else ["z", "y", "x"],
+        "fourth_axis": geometry.fourth_axis,
+    }
+
+
+def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> tuple[list[VolumePlan], list[tuple[str, str]]]:
+    """Group index rows into volume plans.
+
+    Returns
+    -------
+    plans, failures
+        failures: (series instance UID, reason) for series that cannot become a volume under
+        `policy` (e.g. non-uniform spacing with ``nonuniform="refuse"``).
+    """
+    policy = policy or GeometryPolicy()
+    by_series: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_series[str(_get(row, "series_instance_uid", ""))].append(row)
+
+    plans: list[VolumePlan] = []
+    failures: list[tuple[str, str]] = []
+    for series_uid in sorted(by_series):
+        series_rows = by_series[series_uid]
+        stacks: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
+        for row in series_rows:
+            if row.image_position_patient is None or row.image_orientation_patient is None:
+                failures.append((series_uid, f"{row.path}: no Image Position/Orientation (Patient)"))
+                continue
+            stacks[_split_key(row)].append(row)
+        keys = list(stacks)
+        reasons = []
+        if len(keys) > 1:
+            for name_index, (name, _) in enumerate(keys[0]):
+                if len({k[name_index][1] for k in keys}) > 1:
+                    reasons.append(name)
+        for n, key in enumerate(keys):
+            stack_rows = sorted(stacks[key], key=lambda r: str(r.path))
+            try:
+                plans.extend(_plan_stack(series_uid, n, stack_rows, policy, ", ".join(reasons) or None))
+            except SeriesError as exc:
+                failures.append((series_uid, str(exc)))
+    return plans, failures
+
+
+def _plan_stack(series_uid: str, n: int, rows: list[Any], policy: GeometryPolicy, split_reason: str | None) -> list[VolumePlan]:
+    refs = [_slice_ref(r) for r in rows]
+    geometry = analyse_stack(refs)
+    codes = {f.code for f in geometry.findings}
+    if "duplicate_position" in codes:
+        # repeats that are not a regular 4-D axis: try splitting by acquisition
+        acquisitions = defaultdict(list)
+        for r in rows:
+            acquisitions[_get(r, "acquisition_number")].append(r)
+        if len(acquisitions) > 1:
+            parts = []
+            for a, (acq, acq_rows) in enumerate(sorted(acquisitions.items(), key=lambda kv: str(kv[0]))):
+                sub = analyse_stack([_slice_ref(r) for r in acq_rows])
+                if "duplicate_position" in {f.code for f in sub.findings}:
+                    break
+                parts.append((acq, acq_rows, sub))
+            else:
+                return [
+                    _make_plan(series_uid, f"{n}.{a}", acq_rows, sub, policy, _join(split_reason, "acquisition"))
+                    for a, (acq, acq_rows, sub) in enumerate(parts)
+                ]
+    if "nonuniform_spacing" in codes and policy.nonuniform == "refuse":
+        finding = next(f for f in geometry.findings if f.code == "nonuniform_spacing")
+        raise SeriesError(f"series {series_uid}: {finding.message} (nonuniform='refuse'; use 'resample')")
+    if "missing_slices" in codes and policy.gaps == "split":
+        runs: list[list[int]] = [[0]]
+        for z in range(1, len(geometry.grid_index)):
+            if geometry.grid_index[z] - geometry.grid_index[z - 1] > 1:
+                runs.append([])
+            runs[-1].append(z)
+        by_sop = {r.sop_instance_uid: r for r in rows}
+        plans = []
+        for part, run in enumerate(runs):
+            run_rows = [by_sop[geometry.slices[z].sop_instance_uid] for z in run] if not geometry.fourth_axis else None
+            if run_rows is None:
+                raise SeriesError(f"series {series_uid}: gaps in a 4-D stack cannot be split; use gaps='fill'")
+            sub = analyse_stack([_slice_ref(r) for r in run_rows])
+            sub.findings.insert(0, next(f for f in geometry.findings if f.code == "missing_slices"))
+            plans.append(_make_plan(series_uid, f"{n}.{part}", run_rows, sub, policy, _join(split_reason, "missing slices")))
+        return plans
+    return [_make_plan(series_uid, str(n), rows, geometry, policy, split_reason)]
+
+
+def _join(a: str | None, b: str) -> str:
+    return f"{a}, {b}" if a else b
+
+
+def _make_plan(series_uid: str, suffix: str, rows: list[Any], geometry: StackGeometry, policy: GeometryPolicy, split_reason: str | None) -> VolumePlan:
+    meta = _meta(rows, geometry)
+    meta["split_reason"] = split_reason
+    meta["policy"] = {"tilt": policy.tilt, "nonuniform": policy.nonuniform, "gaps": policy.gaps}
+    key = f"{series_uid}/{suffix}"
+    return VolumePlan(key, series_uid, geometry, meta, split_reason, list(geometry.findings))
+
+
+def build_volume(plan: VolumePlan, *, backend: str | None = None) -> Volume:
+    """Decode the plan's slices into one in-memory Volume (stored or modality values)."""
+    from .decode import decode
+
+    geometry = plan.geometry
+    ref = geometry.slices[0]
+    first = decode(ref.path, frames=ref.frame, backend=backend)
+    if first.ndim != 2:
+        raise SeriesError(f"{ref.path}: volumes need one-sample images, got shape {first.shape}")
+    modality = plan.meta["values"] == "modality"
+    n = len(geometry.slices)
+    stored = np.empty((n, ref.rows, ref.columns), first.dtype)
+    for k, s in enumerate(geometry.slices):
+        decode(s.path, frames=s.frame, out=stored[k], backend=backend)
+    if modality:
+        slopes = np.array([s.rescale[0] for s in geometry.slices])
+        intercepts = np.array([s.rescale[1] for s in geometry.slices])
+        # int32 when every slope and intercept is a whole number: exact and half the size
+        exact = np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts))
+        dtype = np.int32 if exact else np.float32
+        values = np.empty(stored.shape, dtype)
+        for k in range(n):
+            np.multiply(stored[k], slopes[k], out=values[k], casting="unsafe")
+            values[k] += dtype(intercepts[k]) if exact else np.float32(intercepts[k])
+        stored = values
+    array = stored.reshape(*geometry.shape, ref.rows, ref.columns)
+    affine = geometry.affine
+    meta = dict(plan.meta)
+    codes = {f.code for f in geometry.findings}
+    policy = meta.get("policy", {})
+    if "missing_slices" in codes and policy.get("gaps") == "fill":
+        array, filled = _fill_gaps(array, geometry.grid_index)
+        meta["filled_slices"] = filled
+    if "nonuniform_spacing" in codes and policy.get("nonuniform") == "resample":
+        array, affine = _resample_uniform(array, geometry)
+    if "gantry_tilt" in codes and policy.get("tilt") == "correct":
+        array, affine = _correct_tilt(array, affine)
+    return Volume(array, affine, meta)
+
+
+def _interpolate_z(array: np.ndarray, z_from: np.ndarray, z_to: np.ndarray) -> np.ndarray:
+    """Linear interpolation along the z axis (axis -3) from sample positions to new ones."""
+    out = np.empty((*array.shape[:-3], len(z_to), *array.shape[-2:]), array.dtype if array.dtype.kind == "f" else np.float32)
+    for n, z in enumerate(z_to):
+        hi = int(np.clip(np.searchsorted(z_from, z), 1, len(z_from) - 1))
+        lo = hi - 1
+        w = 0.0 if z_from[hi] == z_from[lo] else (z - z_from[lo]) / (z_from[hi] - z_from[lo])
+        w = float(np.clip(w, 0.0, 1.0))
+        out[..., n, :, :] = array[..., lo, :, :] * (1 - w) + array[..., hi, :, :] * w
+    if array.dtype.kind != "f":
+        out = np.rint(out).astype(array.dtype)
+    return out
+
+
+def _fill_gaps(array: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    full = np.arange(int(grid[-1]) + 1)
+    filled = sorted(set(full.tolist()) - set(grid.tolist()))
+    return _interpolate_z(array, grid.astype(np.float64), full.astype(np.float64)), filled
+
+
+def _resample_uniform(array: np.ndarray, geometry: StackGeometry) -> tuple[np.ndarray, np.ndarray]:
+    pos = geometry.positions_mm
+    step = float(np.min(np.diff(pos)))
+    count = int(np.floor((pos[-1] - pos[0]) / step + 1e-6)) + 1
+    targets = pos[0] + step * np.arange(count)
+    affine = geometry.affine.copy()
+    direction = affine[:3, 0] / np.linalg.norm(affine[:3, 0])
+    affine[:3, 0] = direction * step / max(abs(float(direction @ _normal(affine))), 1e-12)
+    return _interpolate_z(array, pos, targets), affine
+
+
+def _normal(affine: np.ndarray) -> np.ndarray:
+    n = np.cross(affine[:3, 2], affine[:3, 1])
+    return n / np.linalg.norm(n)
+
+
+def _correct_tilt(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shift each slice in-plane so the slice axis becomes the normal (linear interpolation)."""
+    normal = -_normal(affine) if float(_normal(affine) @ affine[:3, 0]) < 0 else _normal(affine)
+    step = affine[:3, 0]
+    along = float(step @ normal)
+    shear = step - along * normal  # in-plane drift per slice, mm
+    col_axis = affine[:3, 1] / np.linalg.norm(affine[:3, 1])
+    row_axis = affine[:3, 2] / np.linalg.norm(affine[:3, 2])
+    dj = float(shear @ col_axis) / np.linalg.norm(affine[:3, 1])  # rows of drift per slice
+    di = float(shear @ row_axis) / np.linalg.norm(affine[:3, 2])
+    out = np.empty(array.shape, np.float32)
+    nz, ny, nx = array.shape[-3:]
+    jj, ii = np.meshgrid(np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64), indexing="ij")
+    for k in range(nz):
+        # output voxel (k, j, i) on the orthogonal grid lies at input (k, j + k*dj, i + k*di)
+        out[..., k, :, :] = _bilinear(array[..., k, :, :], jj + k * dj, ii + k * di)
+    fixed = affine.copy()
+    fixed[:3, 0] = along * normal
+    if array.dtype.kind != "f":
+        out = np.rint(out).astype(array.dtype)
+    return out, fixed
+
+
+def _bilinear(img: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray:
+    ny, nx = img.shape[-2:]
+    j0 = np.clip(np.floor(j).astype(int), 0, ny - 1)
+    i0 = np.clip(np.floor(i).astype(int), 0, nx - 1)
+    j1 = np.clip(j0 + 1, 0, ny - 1)
+    i1 = np.clip(i0 + 1, 0, nx - 1)
+    wj = np.clip(j - j0, 0, 1)
+    wi = np.clip(i - i0, 0, 1)
+    inside = (j >= 0) & (j <= ny - 1) & (i >= 0) & (i <= nx - 1)
+    value = (img[..., j0, i0] * (1 - wj) * (1 - wi) + img[..., j0, i1] * (1 - wj) * wi
+             + img[..., j1, i0] * wj * (1 - wi) + img[..., j1, i1] * wj * wi)
+    return np.where(inside, value, img.min())
