@@ -209,3 +209,64 @@ def bench_rle_series_pylibjpeg_rle(benchmark: Any, series: Encoded) -> None:
 
 def bench_rle_series_memcpy(benchmark: Any, series: Encoded) -> None:
     _memcpy(benchmark, _series_group(series), series)
+
+
+# --- a series, file by file, into one preallocated volume --------------------------------
+
+SERIES_SHAPES = {"smoke": (8, 64, 64), "quick": (60, 512, 512), "full": (300, 512, 512)}
+
+
+@pytest.fixture(scope="module")
+def ct_series(bench_scale, tmp_path_factory):
+    """An uncompressed CT phantom series (12 bits stored, one file per slice)."""
+    from voxelflow.testing import write_series
+
+    folder = tmp_path_factory.mktemp("series")
+    info = write_series(folder, shape=SERIES_SHAPES[bench_scale], spacing=(1.25, 0.7, 0.7), modality="CT")
+    return info
+
+
+def _series_info(benchmark, info, role, **extra):
+    volume = info.volume
+    benchmark.group = f"series {volume.shape[0]}x{volume.shape[1]}x{volume.shape[2]} files -> volume"
+    benchmark.extra_info.update(
+        role=role, nbytes=2 * volume.nbytes, nvoxels=volume.size, **extra
+    )
+
+
+@pytest.mark.parametrize("backend", ["cython", "numba"])
+def bench_series_voxelflow(benchmark, ct_series, backend):
+    import voxelflow
+
+    paths = ct_series.paths
+    volume = np.empty(ct_series.volume.shape, ct_series.volume.dtype)
+    voxelflow.decode(paths[0], out=volume[0], backend=backend)  # compile/warm the backend
+
+    def run():
+        for k, path in enumerate(paths):
+            voxelflow.decode(path, out=volume[k], backend=backend)
+
+    _series_info(benchmark, ct_series, "voxelflow", kernel="decode series", backend=backend,
+                 threads=voxelflow.get_num_threads())
+    benchmark(run)
+    np.testing.assert_array_equal(volume, ct_series.volume)
+
+
+def bench_series_pydicom(benchmark, ct_series):
+    import pydicom
+
+    paths = ct_series.paths
+
+    def run():
+        return np.stack([pydicom.dcmread(p).pixel_array for p in paths])
+
+    _series_info(benchmark, ct_series, "peer", peer="pydicom dcmread+pixel_array+np.stack")
+    result = benchmark(run)
+    np.testing.assert_array_equal(result, ct_series.volume)
+
+
+def bench_series_memcpy(benchmark, ct_series):
+    src = ct_series.volume
+    dst = np.empty_like(src)
+    _series_info(benchmark, ct_series, "memcpy")
+    benchmark(np.copyto, dst, src)
