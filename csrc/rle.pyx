@@ -68,35 +68,7 @@ def rle_decode(
     Py_ssize_t samples,
     Py_ssize_t bytes_per_sample,
 ):
-    """Decode RLE Lossless frames into pixel-interleaved little-endian samples.
-
-    Parameters
-    ----------
-    src : numpy.ndarray
-        1-D C-contiguous uint8: the encoded frames, concatenated.
-    offsets : numpy.ndarray
-        1-D int64 of ``nframes + 1`` entries: frame ``f`` is ``src[offsets[f]:offsets[f + 1]]``.
-    out : numpy.ndarray
-        2-D C-contiguous uint8 of shape ``(nframes, rows * columns * samples * bytes_per_sample)``,
-        written in full: each frame as ``(rows, columns, samples)`` samples of
-        `bytes_per_sample` little-endian bytes.
-    rows, columns, samples : int
-        The frame's size in pixels and samples per pixel.
-    bytes_per_sample : int
-        1, 2 or 4 (Bits Allocated 8, 16 or 32).
-
-    Returns
-    -------
-    numpy.ndarray
-        int32 of ``nframes`` statuses, see :class:`~voxelflow.kernels.rle_status.RleStatus`.
-        On an error the frame keeps what was decoded before it and every other byte is zero.
-
-    Raises
-    ------
-    ParameterError
-        If the arguments disagree with each other (sizes, offsets outside `src`): a caller bug,
-        never a property of the encoded bytes.
-    """
+    """Cython backend of :func:`voxelflow.kernels.reference.rle.rle_decode` (same contract)."""
     check_rle_arguments(src, offsets, out, rows, columns, samples, bytes_per_sample)
     cdef const uint8_t[::1] data = src
     cdef const int64_t[::1] bounds = offsets

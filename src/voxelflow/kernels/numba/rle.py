@@ -51,35 +51,7 @@ def rle_decode(
     samples: int,
     bytes_per_sample: int,
 ) -> np.ndarray:
-    """Decode RLE Lossless frames into pixel-interleaved little-endian samples.
-
-    Parameters
-    ----------
-    src : numpy.ndarray
-        1-D C-contiguous uint8: the encoded frames, concatenated.
-    offsets : numpy.ndarray
-        1-D int64 of ``nframes + 1`` entries: frame ``f`` is ``src[offsets[f]:offsets[f + 1]]``.
-    out : numpy.ndarray
-        2-D C-contiguous uint8 of shape ``(nframes, rows * columns * samples * bytes_per_sample)``,
-        written in full: each frame as ``(rows, columns, samples)`` samples of
-        `bytes_per_sample` little-endian bytes.
-    rows, columns, samples : int
-        The frame's size in pixels and samples per pixel.
-    bytes_per_sample : int
-        1, 2 or 4 (Bits Allocated 8, 16 or 32).
-
-    Returns
-    -------
-    numpy.ndarray
-        int32 of ``nframes`` statuses, see :class:`~voxelflow.kernels.rle_status.RleStatus`.
-        On an error the frame keeps what was decoded before it and every other byte is zero.
-
-    Raises
-    ------
-    ParameterError
-        If the arguments disagree with each other (sizes, offsets outside `src`): a caller bug,
-        never a property of the encoded bytes.
-    """
+    """Numba backend of :func:`voxelflow.kernels.reference.rle.rle_decode` (same contract)."""
     apply_num_threads()
     check_rle_arguments(src, offsets, out, rows, columns, samples, bytes_per_sample)
     status = np.empty(out.shape[0], dtype=np.int32)
