@@ -15,18 +15,55 @@ from .errors import DecodeError, VoxelflowError
 
 if TYPE_CHECKING:
     from .dicom.decode import decode
+    from .dicom.index import Index, InstanceRow
+    from .dicom.scan import scan
+    from .display import (
+        AutoWindow,
+        DisplayPipeline,
+        Window,
+        auto_window,
+        render_frame,
+        window,
+        write_preset_pngs,
+    )
+    from .store import VolumeStore
+    from .volume import Volume
 
 __all__ = [
     "__version__",
+    "AutoWindow",
+    "DisplayPipeline",
+    "Window",
+    "auto_window",
+    "render_frame",
+    "window",
+    "write_preset_pngs",
     "DecodeError",
+    "Index",
+    "InstanceRow",
+    "Volume",
+    "VolumeStore",
     "VoxelflowError",
     "decode",
     "get_num_threads",
+    "scan",
     "set_num_threads",
 ]
 
 _LAZY = {
+    "AutoWindow": "voxelflow.display",
+    "DisplayPipeline": "voxelflow.display",
+    "Window": "voxelflow.display",
+    "auto_window": "voxelflow.display",
+    "render_frame": "voxelflow.display",
+    "window": "voxelflow.display",
+    "write_preset_pngs": "voxelflow.display",
     "decode": "voxelflow.dicom.decode",
+    "scan": "voxelflow.dicom.scan",
+    "Index": "voxelflow.dicom.index",
+    "InstanceRow": "voxelflow.dicom.index",
+    "Volume": "voxelflow.volume",
+    "VolumeStore": "voxelflow.store",
 }
 
 

@@ -10,6 +10,8 @@ from . import __version__
 from .errors import VoxelflowError
 
 EXIT_ERROR = 2
+#: Some inputs were ingested, others failed (each reported with its reason).
+EXIT_PARTIAL = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +29,30 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="FILE", help="also write pytest-benchmark's JSON report here")
     bench.add_argument("-k", metavar="EXPR", help="only benchmarks matching this pytest -k expression")
     bench.add_argument("--backend", help="only this kernel backend (cython, numba, reference)")
+
+    def add_policy(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tilt", choices=("keep", "correct"), default="keep",
+                       help="gantry tilt: keep the sheared affine (default) or resample in-plane")
+        p.add_argument("--nonuniform", choices=("refuse", "resample"), default="refuse",
+                       help="non-uniform slice spacing: refuse the series (default) or resample")
+        p.add_argument("--gaps", choices=("split", "fill"), default="split",
+                       help="missing slices: split into volumes (default) or interpolate them")
+
+    ingest = sub.add_parser("ingest", help="DICOM files/folders -> volumes in a zarr store")
+    ingest.add_argument("sources", nargs="+", metavar="SRC")
+    ingest.add_argument("--store", required=True, metavar="DIR")
+    ingest.add_argument("--overwrite", action="store_true", help="re-ingest volumes already stored")
+    add_policy(ingest)
+
+    info = sub.add_parser("info", help="list the volumes of a store, or describe one")
+    info.add_argument("store", metavar="DIR")
+    info.add_argument("key", nargs="?")
+
+    convert = sub.add_parser("convert", help="DICOM files/folders -> one NIfTI per volume")
+    convert.add_argument("sources", nargs="+", metavar="SRC")
+    convert.add_argument("-o", "--out", required=True, metavar="OUTDIR")
+    convert.add_argument("--format", choices=("nifti",), default="nifti")
+    add_policy(convert)
 
     decode = sub.add_parser("decode", help="decode one DICOM file and print its array's shape, dtype and range")
     decode.add_argument("file")
@@ -49,10 +75,54 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(quick=args.quick, json_path=args.json, select=args.k, backend=args.backend)
         if args.command == "decode":
             return _decode(args)
+        if args.command in ("ingest", "convert"):
+            return _ingest(args)
+        if args.command == "info":
+            return _info(args)
     except VoxelflowError as exc:
         print(f"voxelflow {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_ERROR
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from .dicom.series import GeometryPolicy
+    from .ingest import convert, ingest, progress_bar
+
+    policy = GeometryPolicy(tilt=args.tilt, nonuniform=args.nonuniform, gaps=args.gaps)
+    bar = progress_bar()
+    if args.command == "ingest":
+        report = ingest(args.sources, args.store, policy=policy, overwrite=args.overwrite, progress=bar)
+        where = f"store {args.store}"
+    else:
+        report = convert(args.sources, args.out, policy=policy, progress=bar)
+        where = f"folder {args.out}"
+        for v in report.volumes:
+            print(f"wrote {v.output}")
+    print(report.table())
+    print(f"{args.command}: {len(report.volumes)} volume(s) in {where}")
+    if report.partial:
+        return EXIT_PARTIAL if report.volumes else EXIT_ERROR
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    import json
+
+    from .store import VolumeStore
+
+    store = VolumeStore(args.store)
+    if args.key is None:
+        keys = list(store.keys())
+        for key in keys:
+            volume = store.open(key)
+            codes = [f.get("code") for f in volume.meta.get("findings", [])]
+            spacing = "x".join(f"{s:.3g}" for s in volume.spacing)
+            print(f"{key}  {'x'.join(map(str, volume.shape))}  {volume.dtype}  {spacing} mm  {', '.join(codes) or '—'}")
+        print(f"{len(keys)} volume(s) in {args.store}")
+        return 0
+    print(json.dumps(store.info(args.key), indent=2, default=str))
+    return 0
 
 
 def _decode(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """``voxelflow demo``: the main job on embedded defaults, end to end, with timings.
 
 Writes a phantom CT series with pydicom, decodes it file by file into one preallocated
-volume, checks it against the phantom, times pydicom on the same files, and writes a PNG of
-the middle slice (soft-tissue window) so a person can look at the result.
+volume, checks it against pydicom, times pydicom on the same files, writes a PNG of the
+middle slice (soft-tissue window) so a person can look at the result, and ingests the series
+into a local zarr store, printing the summary table.
 """
 
 from __future__ import annotations
@@ -67,5 +68,12 @@ def run_demo(*, out: str | None = None, slices: int = 120, size: int = 256) -> i
     png = root / "middle_slice_soft_tissue.png"
     _soft_tissue_png(volume[mid].astype(np.float64) * slope + intercept, png)
     print(f"  wrote {png} (slice {mid}, window C40/W400 HU)")
-    print(f"done: series in {series_dir}, image in {png}")
-    return 0 if same else 1
+
+    from .ingest import ingest
+
+    store_dir = root / "store"
+    report = ingest(series_dir, store_dir)
+    print(f"  ingested the series into the zarr store {store_dir} in {report.seconds:.2f} s:")
+    print("    " + report.table().replace("\n", "\n    "))
+    print(f"done: series in {series_dir}, image in {png}, store in {store_dir}")
+    return 0 if same and not report.partial else 1

@@ -12,6 +12,14 @@ __all__ = [
     "BackendError",
     "DecodeError",
     "MissingPluginError",
+    "DisplayError",
+    "StoreError",
+    "InvalidKeyError",
+    "VolumeNotFoundError",
+    "IncompleteVolumeError",
+    "KeyConflictError",
+    "MissingChunkError",
+    "VolumeChangedError",
     "VoxelflowWarning",
     "DecodeWarning",
 ]
@@ -44,6 +52,65 @@ class DecodeError(VoxelflowError, ValueError):
 
 class MissingPluginError(DecodeError, ImportError):
     """The transfer syntax needs a codec plugin that is not installed; names the package."""
+
+
+class StoreError(VoxelflowError):
+    """A volume store could not do what was asked; the message names the store and the key."""
+
+
+class InvalidKeyError(StoreError, ValueError):
+    """A volume key is not a relative, path-safe name (empty part, ``..``, absolute path ...)."""
+
+
+class VolumeNotFoundError(StoreError, KeyError):
+    """No complete volume is stored under the key."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; the message is a sentence, not a key
+        return str(self.args[0]) if self.args else ""
+
+
+class IncompleteVolumeError(StoreError):
+    """A volume group exists under the key but was never completed (an interrupted write)."""
+
+
+class KeyConflictError(StoreError, FileExistsError):
+    """The key's path is taken by something that is not a voxelflow volume, or nests in a volume."""
+
+
+class MissingChunkError(StoreError):
+    """A chunk of a stored volume is gone: reading it would have returned fill values.
+
+    Attributes ``key`` (volume key), ``level`` (pyramid level) and ``chunk`` (chunk grid index)
+    name what is missing.
+    """
+
+    def __init__(self, message: str, *, key: str, level: int, chunk: tuple[int, ...]):
+        self.key = key
+        self.level = level
+        self.chunk = chunk
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # keyword-only fields: the default reduce (cls(*args)) would lose them (dask ships
+        # worker exceptions pickled)
+        return (_missing_chunk_error, (str(self), self.key, self.level, self.chunk))
+
+
+def _missing_chunk_error(
+    message: str, key: str, level: int, chunk: tuple[int, ...]
+) -> MissingChunkError:
+    return MissingChunkError(message, key=key, level=level, chunk=chunk)
+
+
+class VolumeChangedError(StoreError):
+    """A stored volume was replaced or deleted after it was opened; open it again."""
+
+
+class DisplayError(VoxelflowError, ValueError):
+    """A display pipeline parameter is invalid: a window (center, width, function), a preset,
+    an output depth, a VOI or Modality LUT inconsistent with its descriptor, a VOI index out of
+    range. The message names the parameter, and the file and attribute it came from."""
 
 
 class VoxelflowWarning(UserWarning):

@@ -73,7 +73,8 @@ class VolumePlan:
 
 
 def _get(row: Any, name: str, default: Any = None) -> Any:
-    value = getattr(row, name, default)
+    # a misnamed field must fail loudly, so only a missing *value* takes the default
+    value = getattr(row, name)
     return default if value is None else value
 
 
@@ -81,19 +82,22 @@ def _rounded(values: Any, ndigits: int) -> tuple[float, ...]:
     return tuple(round(float(v), ndigits) for v in (values or ()))
 
 
-def _temporal_key(row: Any) -> tuple[Any, ...]:
-    def num(v: Any) -> float:
-        try:
-            return float(v)
-        except (TypeError, ValueError):
-            return math.nan
+def _num(value: Any) -> float:
+    # NaN never equals itself, which would make two absent keys "distinct": use -inf
+    try:
+        return float(value) if value is not None else -math.inf
+    except (TypeError, ValueError):
+        return -math.inf
 
+
+def _temporal_key(row: Any) -> tuple[Any, ...]:
+    """Orders repeats of one position; names in :data:`.stack.TEMPORAL_KEY_NAMES`."""
     return (
-        num(_get(row, "temporal_position_identifier")),
-        num(_get(row, "trigger_time")),
-        num(_get(row, "acquisition_number")),
+        _num(_get(row, "temporal_position_identifier")),
+        _num(_get(row, "trigger_time")),
+        _num(_get(row, "acquisition_number")),
         str(_get(row, "acquisition_time", "")),
-        num(_get(row, "instance_number")),
+        _num(_get(row, "instance_number")),
     )
 
 
@@ -113,13 +117,75 @@ def _slice_ref(row: Any) -> SliceRef:
     )
 
 
-def _split_key(row: Any) -> tuple[tuple[str, Any], ...]:
+def _first_item(ds: Any, keyword: str) -> Any:
+    seq = ds.get(keyword)
+    return seq[0] if seq else None
+
+
+def _frame_value(shared: Any, frame: Any, group: str, attribute: str) -> Any:
+    """A functional-group attribute: the per-frame value, else the shared one (PS3.3 C.7.6.16)."""
+    for source in (frame, shared):
+        item = _first_item(source, group) if source is not None else None
+        if item is not None and attribute in item:
+            return item.get(attribute)
+    return None
+
+
+def _enhanced_refs(row: Any) -> list[SliceRef]:
+    """One SliceRef per frame of an Enhanced multi-frame instance (functional groups)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(row.path, stop_before_pixels=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on corrupt files
+        raise SeriesError(f"{row.path}: cannot read the functional groups: {exc}") from exc
+    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+    frames = ds.get("PerFrameFunctionalGroupsSequence") or []
+    if len(frames) != int(row.number_of_frames or 1):
+        raise SeriesError(
+            f"{row.path}: {len(frames)} per-frame functional groups for {row.number_of_frames} frames"
+        )
+    refs = []
+    for f, item in enumerate(frames):
+        position = _frame_value(shared, item, "PlanePositionSequence", "ImagePositionPatient")
+        orientation = _frame_value(shared, item, "PlaneOrientationSequence", "ImageOrientationPatient")
+        spacing = _frame_value(shared, item, "PixelMeasuresSequence", "PixelSpacing")
+        if position is None or orientation is None:
+            raise SeriesError(f"{row.path}: frame {f} has no plane position/orientation")
+        slope = _frame_value(shared, item, "PixelValueTransformationSequence", "RescaleSlope")
+        intercept = _frame_value(shared, item, "PixelValueTransformationSequence", "RescaleIntercept")
+        content = _first_item(item, "FrameContentSequence")
+        temporal = content.get("TemporalPositionIndex") if content is not None else None
+        echo = _frame_value(shared, item, "MREchoSequence", "EffectiveEchoTime")
+        bvalue = _frame_value(shared, item, "MRDiffusionSequence", "DiffusionBValue")
+        refs.append(
+            SliceRef(
+                path=str(row.path),
+                frame=f,
+                position=tuple(float(v) for v in position),  # type: ignore[arg-type]
+                orientation=tuple(float(v) for v in orientation),
+                pixel_spacing=tuple(float(v) for v in (spacing or (1.0, 1.0))),  # type: ignore[arg-type]
+                rows=int(row.rows),
+                columns=int(row.columns),
+                sop_instance_uid=str(row.sop_instance_uid),
+                instance_number=f,
+                rescale=(float(1.0 if slope is None else slope), float(0.0 if intercept is None else intercept)),
+                # (temporal position, trigger time, acquisition, acquisition time, instance) as for
+                # classic files; echo and b-value repeats of a position sort by the spare slots
+                temporal_key=(_num(temporal), _num(echo), _num(bvalue), "", float(f)),
+                dimension_index=tuple(int(v) for v in (content.get("DimensionIndexValues") or ())) if content is not None else (),
+            )
+        )
+    return refs
+
+
+def _split_key(row: Any, ref: SliceRef) -> tuple[tuple[str, Any], ...]:
     return (
-        ("orientation", _rounded(row.image_orientation_patient, 4)),
-        ("rows/columns", (int(row.rows), int(row.columns))),
-        ("pixel spacing", _rounded(row.pixel_spacing, 4)),
+        ("orientation", _rounded(ref.orientation, 4)),
+        ("rows/columns", (ref.rows, ref.columns)),
+        ("pixel spacing", _rounded(ref.pixel_spacing, 4)),
         ("image type", tuple(_as_list(_get(row, "image_type")))),
-        ("echo", (_get(row, "echo_number"), _get(row, "echo_time"))),
+        ("echo", (tuple(row.echo_numbers or ()), row.echo_time)),
     )
 
 
@@ -178,12 +244,20 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
     failures: list[tuple[str, str]] = []
     for series_uid in sorted(by_series):
         series_rows = by_series[series_uid]
-        stacks: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
+        stacks: dict[tuple[Any, ...], list[tuple[Any, SliceRef]]] = defaultdict(list)
         for row in series_rows:
-            if row.image_position_patient is None or row.image_orientation_patient is None:
-                failures.append((series_uid, f"{row.path}: no Image Position/Orientation (Patient)"))
+            try:
+                if row.enhanced or (row.number_of_frames or 1) > 1 and row.image_position_patient is None:
+                    refs = _enhanced_refs(row)
+                elif row.image_position_patient is None or row.image_orientation_patient is None:
+                    raise SeriesError(f"{row.path}: no Image Position/Orientation (Patient)")
+                else:
+                    refs = [_slice_ref(row)]
+            except SeriesError as exc:
+                failures.append((series_uid, str(exc)))
                 continue
-            stacks[_split_key(row)].append(row)
+            for ref in refs:
+                stacks[_split_key(row, ref)].append((row, ref))
         keys = list(stacks)
         reasons = []
         if len(keys) > 1:
@@ -191,52 +265,56 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
                 if len({k[name_index][1] for k in keys}) > 1:
                     reasons.append(name)
         for n, key in enumerate(keys):
-            stack_rows = sorted(stacks[key], key=lambda r: str(r.path))
+            pairs = sorted(stacks[key], key=lambda p: (str(p[0].path), p[1].frame or 0))
             try:
-                plans.extend(_plan_stack(series_uid, n, stack_rows, policy, ", ".join(reasons) or None))
+                plans.extend(_plan_stack(series_uid, n, pairs, policy, ", ".join(reasons) or None))
             except SeriesError as exc:
                 failures.append((series_uid, str(exc)))
     return plans, failures
 
 
-def _plan_stack(series_uid: str, n: int, rows: list[Any], policy: GeometryPolicy, split_reason: str | None) -> list[VolumePlan]:
-    refs = [_slice_ref(r) for r in rows]
-    geometry = analyse_stack(refs)
+def _plan_stack(
+    series_uid: str, n: int, pairs: list[tuple[Any, SliceRef]], policy: GeometryPolicy, split_reason: str | None
+) -> list[VolumePlan]:
+    rows = [row for row, _ in pairs]
+    geometry = analyse_stack([ref for _, ref in pairs])
     codes = {f.code for f in geometry.findings}
     if "duplicate_position" in codes:
         # repeats that are not a regular 4-D axis: try splitting by acquisition
-        acquisitions = defaultdict(list)
-        for r in rows:
-            acquisitions[_get(r, "acquisition_number")].append(r)
+        acquisitions: dict[Any, list[tuple[Any, SliceRef]]] = defaultdict(list)
+        for row, ref in pairs:
+            acquisitions[row.acquisition_number].append((row, ref))
         if len(acquisitions) > 1:
             parts = []
-            for a, (acq, acq_rows) in enumerate(sorted(acquisitions.items(), key=lambda kv: str(kv[0]))):
-                sub = analyse_stack([_slice_ref(r) for r in acq_rows])
+            for acq, acq_pairs in sorted(acquisitions.items(), key=lambda kv: str(kv[0])):
+                sub = analyse_stack([ref for _, ref in acq_pairs])
                 if "duplicate_position" in {f.code for f in sub.findings}:
                     break
-                parts.append((acq, acq_rows, sub))
+                parts.append((acq_pairs, sub))
             else:
                 return [
-                    _make_plan(series_uid, f"{n}.{a}", acq_rows, sub, policy, _join(split_reason, "acquisition"))
-                    for a, (acq, acq_rows, sub) in enumerate(parts)
+                    _make_plan(series_uid, f"{n}.{a}", [r for r, _ in acq_pairs], sub, policy, _join(split_reason, "acquisition"))
+                    for a, (acq_pairs, sub) in enumerate(parts)
                 ]
     if "nonuniform_spacing" in codes and policy.nonuniform == "refuse":
         finding = next(f for f in geometry.findings if f.code == "nonuniform_spacing")
         raise SeriesError(f"series {series_uid}: {finding.message} (nonuniform='refuse'; use 'resample')")
     if "missing_slices" in codes and policy.gaps == "split":
+        if geometry.fourth_axis:
+            raise SeriesError(f"series {series_uid}: gaps in a 4-D stack cannot be split; use gaps='fill'")
         runs: list[list[int]] = [[0]]
         for z in range(1, len(geometry.grid_index)):
             if geometry.grid_index[z] - geometry.grid_index[z - 1] > 1:
                 runs.append([])
             runs[-1].append(z)
-        by_sop = {r.sop_instance_uid: r for r in rows}
+        row_of = {id(ref): row for row, ref in pairs}
+        gap = next(f for f in geometry.findings if f.code == "missing_slices")
         plans = []
         for part, run in enumerate(runs):
-            run_rows = [by_sop[geometry.slices[z].sop_instance_uid] for z in run] if not geometry.fourth_axis else None
-            if run_rows is None:
-                raise SeriesError(f"series {series_uid}: gaps in a 4-D stack cannot be split; use gaps='fill'")
-            sub = analyse_stack([_slice_ref(r) for r in run_rows])
-            sub.findings.insert(0, next(f for f in geometry.findings if f.code == "missing_slices"))
+            refs = [geometry.slices[z] for z in run]
+            sub = analyse_stack(refs)
+            sub.findings.insert(0, gap)
+            run_rows = [row_of[id(ref)] for ref in refs]
             plans.append(_make_plan(series_uid, f"{n}.{part}", run_rows, sub, policy, _join(split_reason, "missing slices")))
         return plans
     return [_make_plan(series_uid, str(n), rows, geometry, policy, split_reason)]

@@ -27,6 +27,10 @@ SPACING_TOLERANCE = 0.01
 TILT_TOLERANCE_DEG = 0.01
 
 
+#: What each component of :attr:`SliceRef.temporal_key` means, in order.
+TEMPORAL_KEY_NAMES = ("temporal_position", "trigger_time", "acquisition_number", "acquisition_time", "instance_number")
+
+
 @dataclass(frozen=True)
 class Finding:
     """A machine-readable geometry/value finding: a stable code plus its magnitudes."""
@@ -99,13 +103,22 @@ def analyse_stack(slices: list[SliceRef]) -> StackGeometry:
     fourth_axis = None
     counts = {len(g) for g in groups}
     if len(counts) == 1 and counts != {1}:
-        # every position repeats equally often: a 4-D stack if the repeats are told apart by
-        # the same temporal keys (time point, echo, b-value ...) at every position
+        # every position repeats equally often and the repeats are told apart by their
+        # temporal key (time point, trigger time, echo, b-value, acquisition ...): one 4-D
+        # stack, t ranked by that key at each position
         repeats = counts.pop()
-        keys = [sorted(slices[i].temporal_key for i in g) for g in groups]
-        if all(k == keys[0] for k in keys) and len(set(keys[0])) == repeats:
-            fourth_axis = {"size": repeats, "values": [list(k) for k in keys[0]]}
-            groups = [sorted(g, key=lambda i: slices[i].temporal_key) for g in groups]
+        groups = [sorted(g, key=lambda i: slices[i].temporal_key) for g in groups]
+        distinct = all(len({slices[i].temporal_key for i in g}) == repeats for g in groups)
+        if distinct:
+            first = [slices[i].temporal_key for i in groups[0]]
+            varying = [c for c in range(len(first[0])) if len({k[c] for k in first}) > 1]
+            # repeats told apart by Instance Number alone are duplicates, not time points
+            if varying and TEMPORAL_KEY_NAMES[varying[0]] != "instance_number":
+                fourth_axis = {
+                    "size": repeats,
+                    "meaning": TEMPORAL_KEY_NAMES[varying[0]],
+                    "values": [k[varying[0]] for k in first],
+                }
     if fourth_axis is None and any(len(g) > 1 for g in groups):
         dups = [g for g in groups if len(g) > 1]
         findings.append(

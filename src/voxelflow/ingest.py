@@ -1,0 +1,171 @@
+"""Ingest: DICOM files and folders -> geometry-checked volumes in a VolumeStore.
+
+scan (headers only) -> plan (group, order, findings, policies) -> decode each volume into
+memory -> write it atomically into the store. Every bad file and every series that cannot
+become a volume is reported with its reason; good series are ingested regardless.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .dicom.series import GeometryPolicy, SeriesError, build_volume, plan_volumes
+from .errors import VoxelflowError
+
+__all__ = ["IngestReport", "VolumeResult", "ingest", "convert"]
+
+
+@dataclass(frozen=True)
+class VolumeResult:
+    """One volume of an ingest or convert run."""
+
+    key: str
+    shape: tuple[int, ...]
+    spacing: tuple[float, float, float]
+    findings: list[str]
+    status: str  # "written", "skipped" (already stored) or the output path for convert
+    output: str = ""
+
+
+@dataclass
+class IngestReport:
+    """What a run did: volumes written, files skipped, failures with reasons."""
+
+    volumes: list[VolumeResult] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (file or series, reason)
+    non_dicom: int = 0
+    seconds: float = 0.0
+
+    @property
+    def partial(self) -> bool:
+        """Some input could not be ingested (the CLI exits with EXIT_PARTIAL)."""
+        return bool(self.failures)
+
+    def table(self) -> str:
+        """The closing summary: one line per volume, then the failures."""
+        lines = [f"{'volume':<44} {'shape':<18} {'spacing (mm)':<20} {'status':<8} findings"]
+        for v in self.volumes:
+            key = v.key if len(v.key) <= 44 else "…" + v.key[-43:]
+            shape = "x".join(str(n) for n in v.shape)
+            spacing = "x".join(f"{s:.3g}" for s in v.spacing)
+            lines.append(f"{key:<44} {shape:<18} {spacing:<20} {v.status:<8} {', '.join(v.findings) or '—'}")
+        lines.append(
+            f"{len(self.volumes)} volume(s), {len(self.failures)} failure(s), "
+            f"{self.non_dicom} non-DICOM file(s) skipped, {self.seconds:.2f} s"
+        )
+        for what, reason in self.failures:
+            lines.append(f"FAILED {what}: {reason}")
+        return "\n".join(lines)
+
+
+def _plans(sources: Sequence[str | Path], policy: GeometryPolicy | None, progress: Callable[[int, int], None] | None, report: IngestReport) -> list[Any]:
+    from .dicom.scan import scan
+
+    index = scan([str(s) for s in sources], progress=progress)
+    report.non_dicom = len(index.skipped)
+    report.failures.extend((issue.path, issue.reason) for issue in index.errors)
+    plans, failures = plan_volumes(index.rows, policy)
+    report.failures.extend(failures)
+    return plans
+
+
+def ingest(
+    sources: Sequence[str | Path] | str | Path,
+    store: Any,
+    *,
+    policy: GeometryPolicy | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    backend: str | None = None,
+) -> IngestReport:
+    """Ingest DICOM files/folders into `store` (a VolumeStore or a path to one).
+
+    Returns
+    -------
+    IngestReport
+        Volumes written or skipped (already stored), failures with reasons.
+    """
+    from .store import VolumeStore
+
+    start = time.perf_counter()
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    if not isinstance(store, VolumeStore):
+        store = VolumeStore(store)
+    report = IngestReport()
+    for plan in _plans(sources, policy, progress, report):
+        if not overwrite and plan.key in store:
+            report.volumes.append(_result(plan.key, plan.shape, plan.geometry.affine, plan.meta, "skipped"))
+            continue
+        try:
+            volume = build_volume(plan, backend=backend)
+            store.write(plan.key, volume, overwrite=overwrite)
+        except VoxelflowError as exc:
+            report.failures.append((plan.key, str(exc)))
+            continue
+        report.volumes.append(_result(plan.key, volume.shape, volume.affine, volume.meta, "written"))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def convert(
+    sources: Sequence[str | Path] | str | Path,
+    out_dir: str | Path,
+    *,
+    policy: GeometryPolicy | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    backend: str | None = None,
+) -> IngestReport:
+    """Write one NIfTI file per volume into `out_dir` (4-D volumes as 4-D NIfTI), as dcm2niix does."""
+    start = time.perf_counter()
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = IngestReport()
+    for plan in _plans(sources, policy, progress, report):
+        try:
+            volume = build_volume(plan, backend=backend)
+            name = _nifti_name(plan)
+            path = volume.to_nifti(out / name)
+        except VoxelflowError as exc:
+            report.failures.append((plan.key, str(exc)))
+            continue
+        report.volumes.append(_result(plan.key, volume.shape, volume.affine, volume.meta, "written", str(path)))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _nifti_name(plan: Any) -> str:
+    number = plan.meta.get("series_number")
+    stem = f"series{int(number):03d}" if isinstance(number, (int, float)) and number == number else "series"
+    return f"{stem}_{plan.key.replace('/', '_').replace('.', '-')}.nii.gz"
+
+
+def _result(key: str, shape: tuple[int, ...], affine: Any, meta: dict[str, Any], status: str, output: str = "") -> VolumeResult:
+    from .geometry import affine_spacing
+
+    codes = [f["code"] for f in meta.get("findings", [])]
+    return VolumeResult(key, tuple(shape), affine_spacing(affine), codes, status, output)  # type: ignore[arg-type]
+
+
+def progress_bar(stream: Any = sys.stderr) -> Callable[[int, int], None]:
+    """A text progress bar for the scan (redrawn in place on a terminal)."""
+    last = [-1]
+
+    def draw(done: int, total: int) -> None:
+        pct = 100 * done // max(total, 1)
+        if pct == last[0] and done != total:
+            return
+        last[0] = pct
+        filled = pct * 30 // 100
+        end = "\n" if done >= total else ""
+        stream.write(f"\rscanning [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} files{end}")
+        stream.flush()
+
+    return draw
