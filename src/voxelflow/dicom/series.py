@@ -251,6 +251,10 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
                     refs = _enhanced_refs(row)
                 elif row.image_position_patient is None or row.image_orientation_patient is None:
                     raise SeriesError(f"{row.path}: no Image Position/Orientation (Patient)")
+                elif row.mosaic:
+                    from .mosaic import mosaic_slice_refs  # imports this module
+
+                    refs = mosaic_slice_refs(_slice_ref(row))
                 else:
                     refs = [_slice_ref(row)]
             except SeriesError as exc:
@@ -344,8 +348,18 @@ def build_volume(plan: VolumePlan, *, backend: str | None = None) -> Volume:
     modality = plan.meta["values"] == "modality"
     n = len(geometry.slices)
     stored = np.empty((n, ref.rows, ref.columns), first.dtype)
+    # MOSAIC tiles: decode each mosaic frame once (its tiles are consecutive) and copy the tiles
+    mosaic_source, mosaic = (ref.path, ref.frame), first
     for k, s in enumerate(geometry.slices):
-        decode(s.path, frames=s.frame, out=stored[k], backend=backend)
+        if s.tile is None:
+            decode(s.path, frames=s.frame, out=stored[k], backend=backend)
+            continue
+        if (s.path, s.frame) != mosaic_source:
+            mosaic_source, mosaic = (s.path, s.frame), decode(s.path, frames=s.frame, backend=backend)
+        r0, c0, rows, cols = s.tile
+        if mosaic.ndim != 2 or r0 + rows > mosaic.shape[0] or c0 + cols > mosaic.shape[1]:
+            raise SeriesError(f"{s.path}: MOSAIC tile {s.tile} lies outside the decoded image {mosaic.shape}")
+        stored[k] = mosaic[r0:r0 + rows, c0:c0 + cols]
     if modality:
         slopes = np.array([s.rescale[0] for s in geometry.slices])
         intercepts = np.array([s.rescale[1] for s in geometry.slices])

@@ -59,6 +59,9 @@ class SliceRef:
     rescale: tuple[float, float] = (1.0, 0.0)
     temporal_key: tuple[Any, ...] = ()  # what distinguishes repeats of a position (time, b-value ...)
     dimension_index: tuple[int, ...] = ()
+    # a tile of a Siemens MOSAIC frame: (first row, first column, rows, columns); rows and
+    # columns above are then the tile's
+    tile: tuple[int, int, int, int] | None = None
 
 
 @dataclass

@@ -4,6 +4,8 @@
 - :func:`write_series`: a CT / MR DICOM series of it, with orientation, ordering, spacing,
   rescale, windowing, photometric and transfer syntax variations; returns :class:`SeriesInfo`,
   the ground truth a reader must reconstruct.
+- :func:`write_mosaic_series`: a Siemens MOSAIC fMRI run (slices tiled in one image per time
+  point, CSA header); returns :class:`MosaicInfo`.
 - :func:`dataset_from_array`: any array as a DICOM SOP instance in any pixel layout and
   transfer syntax; :func:`save_dataset` writes it.
 
@@ -18,17 +20,21 @@ from .datasets import (
     dataset_from_array,
     save_dataset,
 )
+from .mosaic import MosaicInfo, csa2_header, write_mosaic_series
 from .phantom import TISSUES, phantom_volume
 from .series import ORIENTATIONS, SeriesInfo, write_series
 
 __all__ = [
+    "MosaicInfo",
     "ORIENTATIONS",
     "SeriesInfo",
     "TISSUES",
     "TRANSFER_SYNTAXES",
     "available_transfer_syntaxes",
+    "csa2_header",
     "dataset_from_array",
     "phantom_volume",
     "save_dataset",
+    "write_mosaic_series",
     "write_series",
 ]
