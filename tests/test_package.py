@@ -91,9 +91,11 @@ def test_demo(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "identical to pydicom's: yes" in result.stdout
-    png = tmp_path / "middle_slice_soft_tissue.png"
-    assert png.exists() and str(png) in result.stdout
     from PIL import Image
 
-    image = np.asarray(Image.open(png))
-    assert image.shape == (64, 64) and image.min() < 50 and image.max() > 200
+    for preset in ("lung", "soft_tissue", "bone"):
+        png = tmp_path / f"middle_slice_{preset}.png"
+        assert png.exists() and str(png) in result.stdout
+        image = np.asarray(Image.open(png))
+        assert image.shape == (64, 64) and image.min() < 50 and image.max() > 200
+    assert "1 volume(s), 0 failure(s)" in result.stdout

@@ -2,7 +2,7 @@
 
 Writes a phantom CT series with pydicom, decodes it file by file into one preallocated
 volume, checks it against pydicom, times pydicom on the same files, writes a PNG of the
-middle slice (soft-tissue window) so a person can look at the result, and ingests the series
+middle slice under three CT presets so a person can look at the result, and ingests the series
 into a local zarr store, printing the summary table.
 """
 
@@ -15,15 +15,6 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["run_demo"]
-
-
-def _soft_tissue_png(hu: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    # PS3.3 C.11.2.1.2.1 LINEAR window, centre 40 HU, width 400 HU
-    center, width = 40.0, 400.0
-    y = ((hu - (center - 0.5)) / (width - 1) + 0.5) * 255.0
-    Image.fromarray(np.clip(np.floor(y + 0.5), 0, 255).astype(np.uint8)).save(path)
 
 
 def run_demo(*, out: str | None = None, slices: int = 120, size: int = 256) -> int:
@@ -63,11 +54,15 @@ def run_demo(*, out: str | None = None, slices: int = 120, size: int = 256) -> i
     )
     print(f"  voxels identical to pydicom's: {'yes' if same else 'NO'}")
 
+    from .display import write_preset_pngs
+
     mid = len(info.paths) // 2
-    slope, intercept = info.rescale[mid] if np.ndim(info.rescale) > 1 else info.rescale
-    png = root / "middle_slice_soft_tissue.png"
-    _soft_tissue_png(volume[mid].astype(np.float64) * slope + intercept, png)
-    print(f"  wrote {png} (slice {mid}, window C40/W400 HU)")
+    t0 = time.perf_counter()
+    pngs = write_preset_pngs(volume[mid], root, rescale=tuple(info.rescale[mid]))
+    t_png = time.perf_counter() - t0
+    print(f"  windowed slice {mid} with the lung, soft tissue and bone presets in {t_png:.3f} s:")
+    for png in pngs:
+        print(f"    {png}")
 
     from .ingest import ingest
 
@@ -75,5 +70,5 @@ def run_demo(*, out: str | None = None, slices: int = 120, size: int = 256) -> i
     report = ingest(series_dir, store_dir)
     print(f"  ingested the series into the zarr store {store_dir} in {report.seconds:.2f} s:")
     print("    " + report.table().replace("\n", "\n    "))
-    print(f"done: series in {series_dir}, image in {png}, store in {store_dir}")
+    print(f"done: series in {series_dir}, images in {root}, store in {store_dir}")
     return 0 if same and not report.partial else 1
