@@ -56,6 +56,21 @@ KERNELS: dict[str, dict[str, str]] = {
         "cython": "voxelflow._native.rle:rle_decode",
         "numba": "voxelflow.kernels.numba.rle:rle_decode",
     },
+    "downsample_mean2": {
+        "reference": "voxelflow.kernels.reference.downsample:downsample_mean2",
+        "cython": "voxelflow._native.downsample:downsample_mean2",
+        "numba": "voxelflow.kernels.numba.downsample:downsample_mean2",
+    },
+    "lut_apply": {
+        "reference": "voxelflow.kernels.reference.window:lut_apply",
+        "cython": "voxelflow._native.window:lut_apply",
+        "numba": "voxelflow.kernels.numba.window:lut_apply",
+    },
+    "window_apply": {
+        "reference": "voxelflow.kernels.reference.window:window_apply",
+        "cython": "voxelflow._native.window:window_apply",
+        "numba": "voxelflow.kernels.numba.window:window_apply",
+    },
 }
 
 _cache: dict[tuple[str, str], Callable[..., Any]] = {}
