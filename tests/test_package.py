@@ -97,5 +97,7 @@ def test_demo(tmp_path):
         png = tmp_path / f"middle_slice_{preset}.png"
         assert png.exists() and str(png) in result.stdout
         image = np.asarray(Image.open(png))
-        assert image.shape == (64, 64) and image.min() < 50 and image.max() > 200
+        # air is dark in every preset (-1000 HU sits ~60 grey levels up in the lung window);
+        # each shows structure
+        assert image.shape == (64, 64) and image.min() < 80 and image.max() - image.min() > 100
     assert "1 volume(s), 0 failure(s)" in result.stdout
