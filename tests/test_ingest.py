@@ -96,10 +96,19 @@ def test_tilt_correction_gives_orthogonal_affine(tmp_path):
     np.testing.assert_allclose(m.T @ m, np.eye(3), atol=1e-6)
 
 
-def test_reingest_skips_unless_overwrite(tmp_path):
+def test_reingest_skips_unless_overwrite(tmp_path, monkeypatch):
     write_series(tmp_path / "dicom", shape=(6, 16, 16))
     assert [v.status for v in ingest(tmp_path / "dicom", tmp_path / "s").volumes] == ["written"]
+    assert (tmp_path / "s" / ".voxelflow" / "scan-index.jsonl.gz").exists()
+    # the re-run takes every row from the saved index: no header is parsed again
+    from voxelflow.dicom import scan as scan_module
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("an unchanged file was parsed again")
+
+    monkeypatch.setattr(scan_module, "_read_file", no_parse, raising=False)
     assert [v.status for v in ingest(tmp_path / "dicom", tmp_path / "s").volumes] == ["skipped"]
+    monkeypatch.undo()
     assert [v.status for v in ingest(tmp_path / "dicom", tmp_path / "s", overwrite=True).volumes] == ["written"]
 
 

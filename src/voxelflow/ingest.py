@@ -19,6 +19,9 @@ from .errors import VoxelflowError
 
 __all__ = ["IngestReport", "VolumeResult", "ingest", "convert"]
 
+#: The scan index kept in a store's bookkeeping folder, reused by the next ingest into it.
+SCAN_INDEX = "scan-index.jsonl.gz"
+
 
 @dataclass(frozen=True)
 class VolumeResult:
@@ -63,10 +66,20 @@ class IngestReport:
         return "\n".join(lines)
 
 
-def _plans(sources: Sequence[str | Path], policy: GeometryPolicy | None, progress: Callable[[int, int], None] | None, report: IngestReport) -> list[Any]:
+def _plans(
+    sources: Sequence[str | Path],
+    policy: GeometryPolicy | None,
+    progress: Callable[[int, int], None] | None,
+    report: IngestReport,
+    index_path: Path | None = None,
+) -> list[Any]:
     from .dicom.scan import scan
 
-    index = scan([str(s) for s in sources], progress=progress)
+    # a saved index lets a re-run over a large tree skip re-parsing unchanged files
+    index = scan([str(s) for s in sources], progress=progress, previous=index_path)
+    if index_path is not None:
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        index.save(index_path)
     report.non_dicom = len(index.skipped)
     report.failures.extend((issue.path, issue.reason) for issue in index.errors)
     plans, failures = plan_volumes(index.rows, policy)
@@ -98,7 +111,8 @@ def ingest(
     if not isinstance(store, VolumeStore):
         store = VolumeStore(store)
     report = IngestReport()
-    for plan in _plans(sources, policy, progress, report):
+    index_path = store.path / ".voxelflow" / SCAN_INDEX
+    for plan in _plans(sources, policy, progress, report, index_path):
         if not overwrite and plan.key in store:
             report.volumes.append(_result(plan.key, plan.shape, plan.geometry.affine, plan.meta, "skipped"))
             continue
