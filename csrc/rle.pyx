@@ -74,7 +74,9 @@ def rle_decode(
     cdef const int64_t[::1] bounds = offsets
     cdef uint8_t[:, ::1] pixels = out
     cdef Py_ssize_t nframes = pixels.shape[0]
-    cdef int nthreads = get_num_threads()
+    # no more threads than frames: a second thread idles through the parallel region's start
+    # and barrier, which cost more than decoding a 512 x 512 frame (0.1 ms against 0.04)
+    cdef int nthreads = <int>min(get_num_threads(), max(nframes, 1))
     status_array = np.empty(nframes, dtype=np.int32)
     cdef int32_t[::1] status = status_array
     cdef Py_ssize_t f

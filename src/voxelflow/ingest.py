@@ -117,7 +117,8 @@ def ingest(
             report.volumes.append(_result(plan.key, plan.shape, plan.geometry.affine, plan.meta, "skipped"))
             continue
         try:
-            volume = build_volume(plan, backend=backend)
+            # lazy: the store decodes the slices slab by slab while it compresses the last slab
+            volume = build_volume(plan, backend=backend, lazy=True)
             store.write(plan.key, volume, overwrite=overwrite)
         except VoxelflowError as exc:
             report.failures.append((plan.key, str(exc)))

@@ -112,7 +112,8 @@ def test_interrupted_replace_keeps_the_old_volume(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("voxelflow.store.volume_store.build_level", fail)
+    # the pyramid fails once level-0 chunks are on their way
+    monkeypatch.setattr("voxelflow.store.pyramid._downsample_into", fail)
     with pytest.raises(KeyboardInterrupt):
         store.write("k", volume(2), overwrite=True)
     np.testing.assert_array_equal(store.open("k").to_numpy(), volume(1).array)

@@ -336,9 +336,16 @@ def _make_plan(series_uid: str, suffix: str, rows: list[Any], geometry: StackGeo
     return VolumePlan(key, series_uid, geometry, meta, split_reason, list(geometry.findings))
 
 
-def build_volume(plan: VolumePlan, *, backend: str | None = None) -> Volume:
-    """Decode the plan's slices into one in-memory Volume (stored or modality values)."""
+def build_volume(plan: VolumePlan, *, backend: str | None = None, lazy: bool = False) -> Volume:
+    """Decode the plan's slices into one in-memory Volume (stored or modality values).
+
+    With ``lazy=True`` the volume's array is a :class:`~voxelflow.dicom.slices.SliceStack`
+    that decodes slices when indexed (a store writes it slab by slab, never holding it whole)
+    wherever the stored values are the volume's; a volume that needs them all at once
+    (modality values, filled gaps, resampling, tilt correction) is decoded in memory anyway.
+    """
     from .decode import decode
+    from .slices import SliceStack, decode_slices
 
     geometry = plan.geometry
     ref = geometry.slices[0]
@@ -346,20 +353,13 @@ def build_volume(plan: VolumePlan, *, backend: str | None = None) -> Volume:
     if first.ndim != 2:
         raise SeriesError(f"{ref.path}: volumes need one-sample images, got shape {first.shape}")
     modality = plan.meta["values"] == "modality"
+    fill, resample, correct = _policies_that_apply(plan)
+    if lazy and not (modality or fill or resample or correct):
+        shape = (*geometry.shape, ref.rows, ref.columns)
+        return Volume(SliceStack(geometry.slices, shape, first.dtype, backend=backend), geometry.affine, dict(plan.meta))
     n = len(geometry.slices)
     stored = np.empty((n, ref.rows, ref.columns), first.dtype)
-    # MOSAIC tiles: decode each mosaic frame once (its tiles are consecutive) and copy the tiles
-    mosaic_source, mosaic = (ref.path, ref.frame), first
-    for k, s in enumerate(geometry.slices):
-        if s.tile is None:
-            decode(s.path, frames=s.frame, out=stored[k], backend=backend)
-            continue
-        if (s.path, s.frame) != mosaic_source:
-            mosaic_source, mosaic = (s.path, s.frame), decode(s.path, frames=s.frame, backend=backend)
-        r0, c0, rows, cols = s.tile
-        if mosaic.ndim != 2 or r0 + rows > mosaic.shape[0] or c0 + cols > mosaic.shape[1]:
-            raise SeriesError(f"{s.path}: MOSAIC tile {s.tile} lies outside the decoded image {mosaic.shape}")
-        stored[k] = mosaic[r0:r0 + rows, c0:c0 + cols]
+    decode_slices(geometry.slices, stored, backend=backend, first=first)
     if modality:
         slopes = np.array([s.rescale[0] for s in geometry.slices])
         intercepts = np.array([s.rescale[1] for s in geometry.slices])
@@ -374,16 +374,25 @@ def build_volume(plan: VolumePlan, *, backend: str | None = None) -> Volume:
     array = stored.reshape(*geometry.shape, ref.rows, ref.columns)
     affine = geometry.affine
     meta = dict(plan.meta)
-    codes = {f.code for f in geometry.findings}
-    policy = meta.get("policy", {})
-    if "missing_slices" in codes and policy.get("gaps") == "fill":
+    if fill:
         array, filled = _fill_gaps(array, geometry.grid_index)
         meta["filled_slices"] = filled
-    if "nonuniform_spacing" in codes and policy.get("nonuniform") == "resample":
+    if resample:
         array, affine = _resample_uniform(array, geometry)
-    if "gantry_tilt" in codes and policy.get("tilt") == "correct":
+    if correct:
         array, affine = _correct_tilt(array, affine)
     return Volume(array, affine, meta)
+
+
+def _policies_that_apply(plan: VolumePlan) -> tuple[bool, bool, bool]:
+    """Whether the plan's gaps are filled, its spacing resampled, its tilt corrected."""
+    codes = {f.code for f in plan.geometry.findings}
+    policy = plan.meta.get("policy", {})
+    return (
+        "missing_slices" in codes and policy.get("gaps") == "fill",
+        "nonuniform_spacing" in codes and policy.get("nonuniform") == "resample",
+        "gantry_tilt" in codes and policy.get("tilt") == "correct",
+    )
 
 
 def _interpolate_z(array: np.ndarray, z_from: np.ndarray, z_to: np.ndarray) -> np.ndarray:

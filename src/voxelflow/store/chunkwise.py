@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["chunk_regions", "copy_into", "for_each_region"]
+__all__ = ["chunk_regions", "copy_into", "for_each_region", "is_dask"]
 
 Region = tuple[slice, ...]
 
@@ -58,7 +58,7 @@ def copy_into(source: Any, target: Any, *, threads: int) -> None:
     time, each a copy).
     """
     dtype = np.dtype(target.dtype)
-    if _is_dask(source):
+    if is_dask(source):
         import dask.array as da
 
         if source.dtype != dtype:
@@ -75,7 +75,8 @@ def copy_into(source: Any, target: Any, *, threads: int) -> None:
     for_each_region(copy_region, chunk_regions(target.shape, target.chunks), threads=threads)
 
 
-def _is_dask(array: Any) -> bool:
+def is_dask(array: Any) -> bool:
+    """Whether `array` is a dask array (duck-typed: dask need not be imported)."""
     return hasattr(array, "dask") and hasattr(array, "chunks") and hasattr(array, "compute")
 
 

@@ -29,14 +29,16 @@ voxel beyond the voxel it holds: the value is the edge voxel's, the position is 
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .. import kernels
+from ..errors import ParameterError
+from ..kernels.reference.downsample import DOWNSAMPLE_DTYPES, box_mean, downsampled_shape
 from .chunkwise import Region, chunk_regions, for_each_region
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "downsample_mean",
     "level_affine",
     "plan_pyramid",
+    "write_pyramid",
 ]
 
 #: The pyramid stops once the largest axis of a level is at most this many voxels.
@@ -133,8 +136,13 @@ def level_affine(affine: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     return np.asarray(affine, dtype=np.float64) @ to_level0
 
 
-def downsample_mean(block: Any, step: Sequence[int]) -> np.ndarray:
+def downsample_mean(block: Any, step: Sequence[int], *, backend: str | None = None) -> np.ndarray:
     """Decimate the last three axes of `block` by `step` (1 or 2 each) with a box mean.
+
+    The arithmetic is the ``downsample_mean2`` kernel's (see
+    :mod:`voxelflow.kernels.reference.downsample`); the native kernel runs for its dtypes
+    (8- to 32-bit integers, bool, float32, float64, native byte order), the NumPy oracle for
+    the rest (64-bit integers, float16, ...).
 
     Parameters
     ----------
@@ -142,6 +150,8 @@ def downsample_mean(block: Any, step: Sequence[int]) -> np.ndarray:
         A region of the finer level; where a halved axis has odd length its last voxel forms a
         block of its own (edge replication).
     step : 3 ints in {1, 2}
+    backend : str, optional
+        Kernel backend ("cython", "numba", "reference"); default from ``VOXELFLOW_BACKEND``.
 
     Returns
     -------
@@ -149,28 +159,18 @@ def downsample_mean(block: Any, step: Sequence[int]) -> np.ndarray:
         Same dtype as `block`; integers (and bool) rounded to nearest, ties to even.
     """
     block = np.asarray(block)
-    lead = block.ndim - 3
-    pad = [(0, 0)] * lead + [(0, n % 2 if s == 2 else 0) for n, s in zip(block.shape[lead:], step)]
-    if any(after for _, after in pad):
-        block = np.pad(block, pad, mode="edge")
-    integer = block.dtype.kind in "biu"
-    # sums of up to 8 values below 2**16 are exact in float32 (24-bit mantissa): half the
-    # memory traffic of float64 for the common 8/16-bit data
-    accumulate = np.float32 if integer and block.dtype.itemsize <= 2 else np.float64
-    total: np.ndarray | None = None
-    for offsets in itertools.product(*(range(s) for s in step)):
-        view = block[(Ellipsis, *(slice(o, None, s) for o, s in zip(offsets, step)))]
-        if total is None:
-            total = view.astype(accumulate)
-        else:
-            total += view
-    assert total is not None
-    count = math.prod(step)
-    if count > 1:
-        total *= 1.0 / count  # a power of two: exact
-    if integer:
-        np.rint(total, out=total)
-    return total.astype(block.dtype, copy=False)
+    if block.ndim < 3:
+        raise ParameterError(f"downsample_mean: block must have 3 or more axes, got shape {block.shape}")
+    # bool means are 0/1 means too: the uint8 kernel gives the same bits
+    values = block.view(np.uint8) if block.dtype == np.bool_ else block
+    if values.dtype not in DOWNSAMPLE_DTYPES:
+        return box_mean(block, step)
+    values = np.ascontiguousarray(values)
+    out = np.empty(downsampled_shape(values.shape, step), values.dtype)
+    kernel = kernels.get("downsample_mean2", backend)
+    for index in np.ndindex(values.shape[:-3]):
+        kernel(values[index], out[index], tuple(step))
+    return out.view(block.dtype)
 
 
 def build_level(source: Any, target: Any, step: Sequence[int], *, threads: int) -> None:
@@ -189,3 +189,156 @@ def build_level(source: Any, target: Any, step: Sequence[int], *, threads: int) 
         target[region] = downsample_mean(source[finer], step)
 
     for_each_region(fill, chunk_regions(target.shape, target.chunks), threads=threads)
+
+
+def write_pyramid(
+    source: Any,
+    targets: Sequence[Any],
+    levels: Sequence[PyramidLevel],
+    *,
+    threads: int,
+    backend: str | None = None,
+) -> None:
+    """Write `source` into ``targets[0]`` and its pyramid into the others, in one pass over it.
+
+    `source` is read once, one row of level-0 chunks at a time (all of y and x, a chunk's depth
+    of z) by slicing it along z, so a lazy source (a stack of DICOM files decoded on demand, a
+    zarr array) is never held whole. Each row is handed to `threads` threads that compress and
+    write its chunks while the calling thread reads the next row; the calling thread also
+    decimates the row it has just read into the next level's row buffer while it is in memory,
+    and every level does the same with its own rows once a chunk row of it is complete. So
+    memory holds two level-0 chunk rows (the one being read and the one being written), one
+    chunk row per further level, and the chunks zarr is encoding.
+
+    Parameters
+    ----------
+    source : array-like, (..., z, y, x)
+        Anything sliceable to numpy (numpy, zarr, memmap, a lazy stack); its dtype is cast to
+        the targets'.
+    targets : zarr arrays
+        One per level, shaped and chunked as `levels` (leading axes chunked by 1).
+    levels : list of PyramidLevel
+        From :func:`plan_pyramid`.
+    threads : int
+        Threads that compress and write chunks.
+    backend : str, optional
+        Backend of the ``downsample_mean2`` kernel.
+    """
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    dtype = np.dtype(targets[0].dtype)
+    lead_shape = tuple(levels[0].shape[:-3])
+    rows = [
+        _LevelRows(targets[n], levels[n], levels[n + 1].step if n + 1 < len(levels) else None)
+        for n in range(len(levels))
+    ]
+    pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="voxelflow-store")
+    # the futures of the writes each level-0 row started, oldest first: bounded, so at most
+    # one row is being written while the next is read
+    pending: deque[list[Future[None]]] = deque()
+
+    def write(n: int, lead: tuple[int, ...], z0: int, block: np.ndarray, started: list[Future[None]]) -> None:
+        target = targets[n]
+        cy, cx = target.chunks[-2:]
+        for y0 in range(0, block.shape[-2], cy):
+            for x0 in range(0, block.shape[-1], cx):
+                region = (*lead, slice(z0, z0 + block.shape[0]), slice(y0, y0 + cy), slice(x0, x0 + cx))
+                started.append(pool.submit(_store_region, target, region, block[:, y0 : y0 + cy, x0 : x0 + cx]))
+        following = n + 1
+        if following < len(rows):
+            rows[following].add(block, z0, levels[following].step, backend,
+                                lambda z, b: write(following, lead, z, b, started))
+
+    try:
+        for lead in np.ndindex(lead_shape):
+            level0 = rows[0]
+            for z0 in range(0, level0.depth, level0.height):
+                region = (*lead, slice(z0, min(z0 + level0.height, level0.depth)))
+                block = np.ascontiguousarray(np.asarray(source[region], dtype=dtype))
+                started: list[Future[None]] = []
+                write(0, lead, z0, block, started)
+                pending.append(started)
+                while len(pending) > 1:
+                    for future in pending.popleft():
+                        future.result()
+        while pending:
+            for future in pending.popleft():
+                future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _store_region(target: Any, region: Region, values: np.ndarray) -> None:
+    # zarr copies a strided chunk into C order on its one event-loop thread before encoding
+    # (its bytes codec); copied here, the copies of concurrent chunks run in parallel
+    target[region] = np.ascontiguousarray(values)
+
+
+class _LevelRows:
+    """One level's rows along z while a pass fills them; each full chunk row goes out at once.
+
+    A row holds a chunk's depth of z, or two when the next level halves z and the chunk depth
+    is odd (a mean of the next level must not straddle two rows).
+    """
+
+    def __init__(self, target: Any, level: PyramidLevel, next_step: tuple[int, int, int] | None) -> None:
+        self.depth = level.shape[-3]
+        chunk = target.chunks[-3]
+        self.height = 2 * chunk if next_step is not None and next_step[0] == 2 and chunk % 2 else chunk
+        self.plane = tuple(level.shape[-2:])
+        self.dtype = np.dtype(target.dtype)
+        self.buffer: np.ndarray | None = None
+        self.start = 0  # z of the buffer's first row
+        self.filled = 0  # rows of the buffer written so far
+
+    def add(
+        self,
+        finer: np.ndarray,
+        finer_z0: int,
+        step: tuple[int, int, int],
+        backend: str | None,
+        emit: Callable[[int, np.ndarray], None],
+    ) -> None:
+        """Decimate rows ``finer_z0 ...`` of the finer level into this level's rows, calling
+        ``emit(z0, rows)`` for each chunk row completed (the last one may be shorter)."""
+        z0 = finer_z0 // step[0]
+        count = -(-finer.shape[0] // step[0])
+        if self.buffer is None:
+            self._begin(z0)
+        assert self.buffer is not None and z0 == self.start + self.filled, "rows arrive in order"
+        if self.filled + count <= len(self.buffer):
+            # the rows fit the buffer (always, for chunk depths of one size across levels):
+            # decimate straight into it
+            _downsample_into(finer, self.buffer[self.filled : self.filled + count], step, backend)
+            self.filled += count
+            self._emit_if_full(emit)
+            return
+        down = downsample_mean(finer, step, backend=backend)
+        done = 0
+        while done < count:
+            if self.buffer is None:
+                self._begin(z0 + done)
+            assert self.buffer is not None
+            take = min(count - done, len(self.buffer) - self.filled)
+            self.buffer[self.filled : self.filled + take] = down[done : done + take]
+            self.filled += take
+            done += take
+            self._emit_if_full(emit)
+
+    def _begin(self, z0: int) -> None:
+        self.start, self.filled = z0, 0
+        self.buffer = np.empty((min(self.height, self.depth - z0), *self.plane), self.dtype)
+
+    def _emit_if_full(self, emit: Callable[[int, np.ndarray], None]) -> None:
+        if self.buffer is not None and self.filled == len(self.buffer):
+            buffer, self.buffer = self.buffer, None
+            emit(self.start, buffer)
+
+
+def _downsample_into(finer: np.ndarray, out: np.ndarray, step: tuple[int, int, int], backend: str | None) -> None:
+    values = finer.view(np.uint8) if finer.dtype == np.bool_ else finer
+    if values.dtype in DOWNSAMPLE_DTYPES:
+        kernels.get("downsample_mean2", backend)(values, out.view(values.dtype), step)
+    else:
+        out[...] = box_mean(finer, step)

@@ -30,10 +30,10 @@ from ..errors import (
 from ..volume import Volume
 from . import atomic
 from .checked_store import ChunkCheckedStore, folder_identity
-from .chunkwise import chunk_regions, copy_into
+from .chunkwise import chunk_regions, copy_into, is_dask
 from .layout import parse_key, read_node_attributes, volume_path
 from .metadata import FORMAT, axes_names, json_safe, volume_attributes
-from .pyramid import PYRAMID_TARGET, PyramidLevel, build_level, plan_pyramid
+from .pyramid import PYRAMID_TARGET, PyramidLevel, build_level, plan_pyramid, write_pyramid
 
 __all__ = ["COMPRESSORS", "DEFAULT_CHUNKS", "VolumeStore", "WriteResult"]
 
@@ -161,7 +161,11 @@ class VolumeStore(Mapping[str, Volume]):
             e.g. ``"<study uid>/<series uid>/<n>"``.
         volume : Volume
             3-D (z, y, x) or 4-D (t, z, y, x); its array numpy, zarr, dask or any sliceable
-            array: dask and zarr sources are copied chunk by chunk, never held whole.
+            array: dask sources are stored block by block; the others are read once, one row
+            of chunks along z at a time (a lazy source such as a
+            :class:`~voxelflow.dicom.slices.SliceStack` decodes the next row while the last
+            is compressed), and the pyramid is built from each row while it is in memory
+            (:func:`voxelflow.store.pyramid.write_pyramid`): never held whole.
             Values keep their dtype (in native byte order); ``meta`` must be JSON-able (see
             :func:`voxelflow.store.metadata.json_safe`).
         chunks : tuple of int, optional
@@ -281,13 +285,14 @@ class VolumeStore(Mapping[str, Volume]):
             for level in levels
         ]
         threads = get_num_threads()
-        copy_into(volume.array, arrays[0], threads=threads)
-        for n in range(1, len(levels)):
-            if n == 1 and isinstance(volume.array, np.ndarray):
-                finer: Any = volume.array  # in memory already: no need to decode level 0 again
-            else:
+        if is_dask(volume.array):
+            # dask computes its blocks in parallel itself; the levels then read level 0 back
+            copy_into(volume.array, arrays[0], threads=threads)
+            for n in range(1, len(levels)):
                 finer = self._checked_array(folder, key, levels[n - 1].path)
-            build_level(finer, arrays[n], levels[n].step, threads=threads)
+                build_level(finer, arrays[n], levels[n].step, threads=threads)
+        else:
+            write_pyramid(volume.array, arrays, levels, threads=threads)
         done = dict(attributes["voxelflow"], complete=True)
         group.update_attributes({"voxelflow": done})
 

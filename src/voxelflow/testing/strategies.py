@@ -16,13 +16,16 @@ import hypothesis.extra.numpy as hnp
 import hypothesis.strategies as st
 import numpy as np
 
+from ..kernels.reference.downsample import DOWNSAMPLE_DTYPES, downsampled_shape
 from ..kernels.reference.palette import INDEX_DTYPES, LUT_DTYPES
 from ..kernels.reference.unpack import WORD_DTYPES
 
 __all__ = [
     "BitsCase",
+    "DownsampleCase",
     "PaletteCase",
     "WordsCase",
+    "downsample_cases",
     "edge_sizes",
     "palette_cases",
     "pixel_bytes",
@@ -257,3 +260,75 @@ def palette_cases(draw: st.DrawFn, max_size: int = 1100) -> PaletteCase:
     extremes = st.sampled_from([int(info.min), int(info.max), 0, *near])
     indices = draw(hnp.arrays(index_dtype, edge_sizes(max_size), elements=elements, fill=extremes))
     return PaletteCase(indices, lut, first)
+
+
+@dataclass(frozen=True)
+class DownsampleCase:
+    """One ``downsample_mean2(src, out, step)`` call."""
+
+    src: np.ndarray
+    step: tuple[int, int, int]
+
+    def new_out(self) -> np.ndarray:
+        """A fresh output array of sentinel bytes."""
+        return _sentinel_array(downsampled_shape(self.src.shape, self.step), self.src.dtype)
+
+    def call_args(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+        """The kernel's arguments, writing into `out`."""
+        return self.src, out, self.step
+
+
+# Lengths of z and y (where odd ends replicate their edge) and of x (where vector loops also
+# leave remainders).
+_AXIS_SIZES = (0, 1, 2, 3, 4, 5, 7, 8)
+_ROW_SIZES = (0, 1, 2, 3, 15, 16, 17, 31, 32, 33, 63, 64, 65, 129)
+
+
+def _float_specials(dtype: np.dtype) -> list[float]:
+    info = np.finfo(dtype)
+    return [
+        0.0,
+        -0.0,
+        1.0,
+        -1.5,
+        float("nan"),
+        float("inf"),
+        float("-inf"),
+        float(info.max),
+        float(-info.max),
+        float(info.tiny),
+        float(info.tiny) / 4,  # subnormal
+        float(info.eps),
+    ]
+
+
+@st.composite
+def downsample_cases(draw: st.DrawFn, max_size: int = 4000) -> DownsampleCase:
+    """Calls of ``downsample_mean2``: every dtype, odd and even lengths on each axis, integers at
+    their extremes (sums that would overflow the dtype), floats with NaN, infinities, the
+    largest finite values (sums that overflow to infinity), subnormals and signed zeros."""
+    dtype = draw(st.sampled_from(DOWNSAMPLE_DTYPES))
+    nz = draw(st.one_of(st.sampled_from(_AXIS_SIZES), st.integers(0, 12)))
+    ny = draw(st.one_of(st.sampled_from(_AXIS_SIZES), st.integers(0, 12)))
+    nx = draw(st.one_of(st.sampled_from(_ROW_SIZES), st.integers(0, 200)))
+    while nz * ny * nx > max_size:
+        nz, ny = max(1, nz // 2), max(1, ny // 2)
+        nx = min(nx, max_size)
+    shape = (nz, ny, nx)
+    step = tuple(draw(st.sampled_from((1, 2))) for _ in range(3))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    if dtype.kind == "f":
+        specials = _float_specials(dtype)
+        values = rng.normal(0, 1e3, shape).astype(dtype)
+        mask = rng.random(shape) < draw(st.sampled_from((0.0, 0.05, 0.5)))
+        values[mask] = rng.choice(np.array(specials, dtype), int(mask.sum()))
+    else:
+        info = np.iinfo(dtype)
+        values = rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+        # blocks of extremes: sums far outside the dtype, and halves (ties) at both ends
+        mask = rng.random(shape) < draw(st.sampled_from((0.0, 0.3, 0.9)))
+        values[mask] = rng.choice(
+            np.array([info.min, info.max, 0, 1, -1 if info.min < 0 else 2], dtype), int(mask.sum())
+        )
+    return DownsampleCase(values, step)  # type: ignore[arg-type]
