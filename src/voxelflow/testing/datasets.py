@@ -40,6 +40,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from ..dicom.pixel_info import PHOTOMETRIC_SAMPLES
 from ..errors import MissingPluginError, ParameterError
 
 __all__ = [
@@ -93,13 +94,10 @@ _LOSSY_OPTIONS: dict[UID, dict[str, Any]] = {
     JPEG2000: {"j2k_psnr": [70.0]},
 }
 
+# the photometric interpretations this writer encodes, with their samples per pixel
 _SAMPLES = {
-    "MONOCHROME1": 1,
-    "MONOCHROME2": 1,
-    "PALETTE COLOR": 1,
-    "RGB": 3,
-    "YBR_FULL": 3,
-    "YBR_FULL_422": 3,
+    name: PHOTOMETRIC_SAMPLES[name]
+    for name in ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "YBR_FULL", "YBR_FULL_422")
 }
 _UID_NAMESPACE = uuid.UUID("6c0b0a52-8d55-4f0e-9a3c-5f0d1f7e2a11")
 
