@@ -19,7 +19,7 @@ the decoded size (read + write), so its GB/s is the bandwidth ceiling of the out
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -85,12 +85,6 @@ def single(series: Encoded) -> Encoded:
     return series.first()
 
 
-@pytest.fixture
-def threads_set() -> Iterator[Callable[[int], None]]:
-    """Set voxelflow's thread count for one benchmark; restore it afterwards."""
-    before = kernels.get_num_threads()
-    yield kernels.set_num_threads
-    kernels.set_num_threads(before)
 
 
 def _describe(

@@ -9,7 +9,7 @@ them once each (read + write), so GB/s compare directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,12 +29,6 @@ def nvoxels(bench_scale: str) -> int:
     return int(np.prod(SHAPES[bench_scale]))
 
 
-@pytest.fixture
-def threads_set() -> Iterator[Callable[[int], None]]:
-    """Set voxelflow's thread count for one benchmark; restore it afterwards."""
-    before = kernels.get_num_threads()
-    yield kernels.set_num_threads
-    kernels.set_num_threads(before)
 
 
 def _describe(

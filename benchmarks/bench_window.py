@@ -11,7 +11,7 @@ bytes each call reads and writes (input + output), so GB/s compare with the memc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -60,11 +60,6 @@ def expected(ct_int16: np.ndarray, ct_float32: np.ndarray) -> dict[str, np.ndarr
     }
 
 
-@pytest.fixture
-def threads_set() -> Iterator[Callable[[int], None]]:
-    before = voxelflow.get_num_threads()
-    yield voxelflow.set_num_threads
-    voxelflow.set_num_threads(before)
 
 
 def _describe(

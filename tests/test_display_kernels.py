@@ -8,7 +8,7 @@ same ParameterError on any bad call, and give the same result on one thread as o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -301,11 +301,6 @@ def _bad_call_id(case: tuple[str, str, tuple[Any, ...]]) -> str:
     return f"{case[0]}-{case[1]}"
 
 
-@pytest.fixture
-def threads() -> Iterator[Callable[[int], None]]:
-    before = kernels.get_num_threads()
-    yield kernels.set_num_threads
-    kernels.set_num_threads(before)
 
 
 def reference(name: str) -> Callable[..., None]:

@@ -8,7 +8,7 @@ the inputs come from the strategies shipped in ``voxelflow.testing.strategies``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,12 +40,6 @@ def reference(name: str) -> Callable[..., None]:
     return kernels.get(name, "reference")
 
 
-@pytest.fixture
-def threads() -> Iterator[Callable[[int], None]]:
-    """Set voxelflow's thread count for one test; the previous count comes back afterwards."""
-    before = kernels.get_num_threads()
-    yield kernels.set_num_threads
-    kernels.set_num_threads(before)
 
 
 # -- bad calls: each is (kernel, parameter named in the message, arguments) -------------------

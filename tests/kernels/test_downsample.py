@@ -9,7 +9,7 @@ checked against a per-voxel statement of the rule with exact fractions.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -34,12 +34,6 @@ BOUNDED = settings(max_examples=200, deadline=None, suppress_health_check=_HEALT
 LONG = settings(max_examples=3000, deadline=None, suppress_health_check=_HEALTH)
 
 
-@pytest.fixture
-def threads() -> Iterator[Callable[[int], None]]:
-    """Set voxelflow's thread count for one test; the previous count comes back afterwards."""
-    before = kernels.get_num_threads()
-    yield kernels.set_num_threads
-    kernels.set_num_threads(before)
 
 
 def _read_only(arr: np.ndarray) -> np.ndarray:

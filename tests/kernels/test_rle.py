@@ -12,7 +12,7 @@ import glob
 import os
 import struct
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pydicom
@@ -53,12 +53,6 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture
-def threads() -> Iterator[Callable[[int], None]]:
-    """Set voxelflow's thread count for one test; the previous count comes back afterwards."""
-    before = kernels.get_num_threads()
-    yield kernels.set_num_threads
-    kernels.set_num_threads(before)
 
 
 def decode(
