@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         write_preset_pngs,
     )
     from .store import VolumeStore
+    from .resampling import reorient, resample
     from .volume import Volume
 
 __all__ = [
@@ -46,6 +47,8 @@ __all__ = [
     "VoxelflowError",
     "decode",
     "get_num_threads",
+    "reorient",
+    "resample",
     "scan",
     "set_num_threads",
 ]
@@ -63,6 +66,8 @@ _LAZY = {
     "Index": "voxelflow.dicom.index",
     "InstanceRow": "voxelflow.dicom.index",
     "Volume": "voxelflow.volume",
+    "resample": "voxelflow.resampling",
+    "reorient": "voxelflow.resampling",
     "VolumeStore": "voxelflow.store",
 }
 

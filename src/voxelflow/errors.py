@@ -13,6 +13,7 @@ __all__ = [
     "DecodeError",
     "MissingPluginError",
     "DisplayError",
+    "ResampleError",
     "StoreError",
     "InvalidKeyError",
     "VolumeNotFoundError",
@@ -111,6 +112,12 @@ class DisplayError(VoxelflowError, ValueError):
     """A display pipeline parameter is invalid: a window (center, width, function), a preset,
     an output depth, a VOI or Modality LUT inconsistent with its descriptor, a VOI index out of
     range. The message names the parameter, and the file and attribute it came from."""
+
+
+class ResampleError(VoxelflowError, ValueError):
+    """A resampling request is invalid: an output grid over- or under-specified, a spacing or
+    shape that is not positive, an unknown interpolation or orientation code. The message names
+    the parameter and the value."""
 
 
 class VoxelflowWarning(UserWarning):

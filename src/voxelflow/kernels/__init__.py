@@ -61,6 +61,16 @@ KERNELS: dict[str, dict[str, str]] = {
         "cython": "voxelflow._native.downsample:downsample_mean2",
         "numba": "voxelflow.kernels.numba.downsample:downsample_mean2",
     },
+    "sample_affine": {
+        "reference": "voxelflow.kernels.reference.resample:sample_affine",
+        "cython": "voxelflow._native.resample:sample_affine",
+        "numba": "voxelflow.kernels.numba.resample:sample_affine",
+    },
+    "sample_axis": {
+        "reference": "voxelflow.kernels.reference.resample:sample_axis",
+        "cython": "voxelflow._native.resample:sample_axis",
+        "numba": "voxelflow.kernels.numba.resample:sample_axis",
+    },
     "lut_apply": {
         "reference": "voxelflow.kernels.reference.window:lut_apply",
         "cython": "voxelflow._native.window:lut_apply",
