@@ -101,3 +101,4 @@ def test_demo(tmp_path):
         # each shows structure
         assert image.shape == (64, 64) and image.min() < 80 and image.max() - image.min() > 100
     assert "1 volume(s), 0 failure(s)" in result.stdout
+    assert "resampled to isotropic spacing" in result.stdout
