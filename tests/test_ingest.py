@@ -9,7 +9,6 @@ import subprocess
 import numpy as np
 import pytest
 
-import voxelflow
 from voxelflow.dicom.series import GeometryPolicy
 from voxelflow.ingest import convert, ingest
 from voxelflow.store import VolumeStore

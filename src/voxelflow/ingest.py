@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .dicom.series import GeometryPolicy, SeriesError, build_volume, plan_volumes
+from .dicom.series import GeometryPolicy, build_volume, plan_volumes
 from .errors import VoxelflowError
 
 __all__ = ["IngestReport", "VolumeResult", "ingest", "convert"]
