@@ -139,9 +139,9 @@ def _memcpy(benchmark: Any, group: str, data: Encoded) -> None:
 
 
 def _peer_decode_frame() -> Callable[..., bytearray]:
-    rle = pytest.importorskip(
-        "rle.rle", reason="the peer needs pylibjpeg-rle (pip install pylibjpeg-rle)"
-    )
+    # the peer: pylibjpeg-rle, a test dependency (pyproject [test])
+    from rle import rle
+
     return rle.decode_frame
 
 

@@ -82,7 +82,7 @@ def _run(benchmark: Any, fn: Callable[[], Any], bench_scale: str) -> Any:
 
 
 def _sitk_resample(ct: Volume, grid: np.ndarray, shape: tuple[int, int, int]) -> Callable[[], Any]:
-    sitk = pytest.importorskip("SimpleITK")
+    import SimpleITK as sitk
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(THREADS)
     image = ct.to_sitk()
     spacing = np.linalg.norm(grid[:3, :3], axis=0)
@@ -135,7 +135,7 @@ def bench_iso_simpleitk(benchmark: Any, ct: Volume, bench_scale: str) -> None:
 
 
 def bench_iso_scipy_zoom(benchmark: Any, ct: Volume, bench_scale: str) -> None:
-    ndi = pytest.importorskip("scipy.ndimage")
+    import scipy.ndimage as ndi
     _, shape = output_grid(ct, spacing=TARGET)
     zoom = [n_out / n_in for n_out, n_in in zip(shape, ct.shape)]
     out = ndi.zoom(ct.array, zoom, order=1)

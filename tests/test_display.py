@@ -384,7 +384,7 @@ def _volume() -> np.ndarray:
 
 
 def test_dask_is_lazy_and_equals_numpy() -> None:
-    da = pytest.importorskip("dask.array")
+    import dask.array as da
     vol = _volume()
     pipe = DisplayPipeline(modality=Rescale(intercept=-10), voi=Window(center=40, width=400))
     for chunks in [(2, 10, 7), (7, 33, 29), (3, 5, 29)]:
@@ -402,7 +402,7 @@ def test_dask_is_lazy_and_equals_numpy() -> None:
 
 
 def test_zarr_chunk_by_chunk_equals_numpy(tmp_path: Any) -> None:
-    zarr = pytest.importorskip("zarr")
+    import zarr
     vol = _volume()
     z = zarr.create_array(
         store=str(tmp_path / "v.zarr"), shape=vol.shape, chunks=(2, 16, 16), dtype=vol.dtype

@@ -26,7 +26,7 @@ from voxelflow.kernels.reference.resample import (
 )
 from voxelflow.kernels.reference.unpack import PARALLEL_MIN_BYTES
 
-ndi = pytest.importorskip("scipy.ndimage")
+import scipy.ndimage as ndi  # the oracle; a test dependency (pyproject [test])
 
 _HEALTH = [HealthCheck.differing_executors, HealthCheck.too_slow, HealthCheck.data_too_large]
 BOUNDED = settings(max_examples=60, deadline=None, suppress_health_check=_HEALTH)
