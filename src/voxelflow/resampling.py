@@ -339,6 +339,7 @@ def resample(
     anti_alias: bool = True,
     cval: float | None = None,
     dtype: Any = None,
+    chunks: Sequence[int] | None = None,
     backend: str | None = None,
 ) -> Volume:
     """`volume` resampled onto a new grid, with the exact affine of that grid.
@@ -366,14 +367,20 @@ def resample(
     dtype : dtype, optional
         Output dtype (default: the input's; integer output is rounded to nearest and
         saturated).
+    chunks : 3 ints, optional
+        Output chunk shape of the out-of-core path (default
+        :data:`voxelflow.parallel.DEFAULT_CHUNKS`).
     backend : str, optional
         Kernel backend.
 
     Returns
     -------
     Volume
-        The resampled voxels (numpy) with the output grid's affine and the input's metadata
-        (less per-slice entries such as ``sop_instance_uids``).
+        The resampled voxels with the output grid's affine and the input's metadata (less
+        per-slice entries such as ``sop_instance_uids``). A numpy input gives numpy; a zarr-
+        or dask-backed 3-D input gives a lazy dask array computed output chunk by output
+        chunk, each reading only the input box it needs (:mod:`voxelflow.parallel`): write it
+        to a store with ``VolumeStore.write`` without holding the volume in memory.
 
     Raises
     ------
@@ -394,15 +401,23 @@ def resample(
     order = INTERPOLATIONS[interp]
     out_affine, out_shape = output_grid(volume, spacing=spacing, shape=shape, like=like, affine=affine)
     matrix = (np.linalg.inv(volume.affine) @ out_affine)[:3]
+    fill = 0.0 if cval is None else float(cval)
+    meta = {k: v for k, v in volume.meta.items() if k not in _PER_SLICE_META}
+    if not isinstance(volume.array, np.ndarray) and volume.array.ndim == 3:
+        from .parallel import resample_chunked
+
+        lazy = resample_chunked(
+            volume.array, matrix, out_shape, order=order, anti_alias=anti_alias, cval=fill,
+            dtype=volume.dtype if dtype is None else dtype, chunks=chunks, backend=backend,
+        )
+        return Volume(lazy, out_affine, meta)
     array = volume.to_numpy()
     lead = array.shape[:-3]
     out_dtype = array.dtype if dtype is None else np.dtype(dtype)
-    fill = 0.0 if cval is None else float(cval)
     out = np.empty(lead + tuple(out_shape), out_dtype)
     for index in np.ndindex(*lead):
         out[index] = sample_grid(array[index], matrix, out_shape, order=order,
                                  anti_alias=anti_alias, cval=fill, dtype=out_dtype, backend=backend)
-    meta = {k: v for k, v in volume.meta.items() if k not in _PER_SLICE_META}
     return Volume(out, out_affine, meta)
 
 
