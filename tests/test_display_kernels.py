@@ -29,6 +29,7 @@ from voxelflow.kernels.reference.window import (
     check_lut_apply,
     check_window_apply,
 )
+from voxelflow.testing.contract import KernelBackendContract
 from voxelflow.testing.strategies import edge_sizes
 
 KERNEL_NAMES = ("lut_apply", "window_apply")
@@ -307,19 +308,10 @@ def reference(name: str) -> Callable[..., None]:
     return kernels.get(name, "reference")
 
 
-class WindowBackendContract:
+class WindowBackendContract(KernelBackendContract):
     """What every backend, the reference included, must do. Subclasses set ``backend``."""
 
-    backend: str
-
-    def kernel(self, name: str) -> Callable[..., None]:
-        return kernels.get(name, self.backend)
-
-    def test_registered_and_available(self) -> None:
-        available = kernels.available()
-        for name in KERNEL_NAMES:
-            assert self.backend in kernels.KERNELS[name]
-            assert self.backend in available[name], f"{name}/{self.backend} does not load"
+    kernel_names = KERNEL_NAMES
 
     @pytest.mark.parametrize("case", BAD_CALLS, ids=[_bad_call_id(c) for c in BAD_CALLS])
     def test_rejects_bad_call(self, case: tuple[str, str, tuple[Any, ...]]) -> None:

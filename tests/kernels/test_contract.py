@@ -16,14 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from voxelflow import kernels
+from voxelflow._threads import PARALLEL_MIN_BYTES
 from voxelflow.errors import ParameterError
 from voxelflow.kernels.reference.palette import INDEX_DTYPES, LUT_DTYPES
-from voxelflow.kernels.reference.unpack import (
-    PARALLEL_MIN_BYTES,
-    WORD_DTYPES,
-    check_unpack_words,
-)
+from voxelflow.kernels.reference.unpack import WORD_DTYPES, check_unpack_words
 from voxelflow.testing import strategies as vst
+from voxelflow.testing.contract import KernelBackendContract
 
 KERNEL_NAMES = ("unpack_words", "unpack_bits", "palette_lookup")
 
@@ -128,20 +126,10 @@ def _bad_call_id(case: tuple[str, str, tuple[Any, ...]]) -> str:
     return f"{case[0]}-{case[1]}"
 
 
-class BackendContract:
+class BackendContract(KernelBackendContract):
     """What every backend, the reference included, must do. Subclasses set ``backend``."""
 
-    backend: str
-
-    def kernel(self, name: str) -> Callable[..., None]:
-        return kernels.get(name, self.backend)
-
-    def test_registered_and_available(self) -> None:
-        available = kernels.available()
-        for name in KERNEL_NAMES:
-            assert self.backend in kernels.KERNELS[name]
-            # A registered backend that does not load is a build failure, not a skip.
-            assert self.backend in available[name], f"{name}/{self.backend} does not load"
+    kernel_names = KERNEL_NAMES
 
     @pytest.mark.parametrize("case", BAD_CALLS, ids=[_bad_call_id(c) for c in BAD_CALLS])
     def test_rejects_bad_call(self, case: tuple[str, str, tuple[Any, ...]]) -> None:

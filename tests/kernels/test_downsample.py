@@ -24,8 +24,9 @@ from voxelflow.kernels.reference.downsample import (
     check_downsample_mean2,
     downsampled_shape,
 )
-from voxelflow.kernels.reference.unpack import PARALLEL_MIN_BYTES
+from voxelflow._threads import PARALLEL_MIN_BYTES
 from voxelflow.testing import strategies as vst
+from voxelflow.testing.contract import KernelBackendContract
 
 KERNEL = "downsample_mean2"
 
@@ -105,58 +106,51 @@ def oracle(src: np.ndarray, step: tuple[int, int, int]) -> np.ndarray:
     return out
 
 
-class BackendContract:
+class BackendContract(KernelBackendContract):
     """What every backend, the reference included, must do. Subclasses set ``backend``."""
 
-    backend: str
-
-    def kernel(self) -> Callable[..., None]:
-        return kernels.get(KERNEL, self.backend)
-
-    def test_registered_and_available(self) -> None:
-        assert self.backend in kernels.KERNELS[KERNEL]
-        assert self.backend in kernels.available()[KERNEL], f"{KERNEL}/{self.backend} does not load"
+    kernel_names = (KERNEL,)
 
     @pytest.mark.parametrize("case", BAD_CALLS, ids=[f"{c[0]}-{n}" for n, c in enumerate(BAD_CALLS)])
     def test_rejects_bad_call(self, case: tuple[str, tuple[Any, ...]]) -> None:
         parameter, args = case
         with pytest.raises(ParameterError, match=rf"\b{parameter}\b"):
-            self.kernel()(*args)
+            self.kernel(KERNEL)(*args)
 
     def test_empty_calls_return_quietly(self) -> None:
         for shape in [(0, 4, 4), (3, 0, 5), (2, 2, 0)]:
             src = np.zeros(shape, np.uint16)
-            self.kernel()(src, np.zeros(downsampled_shape(shape, (2, 2, 2)), np.uint16), (2, 2, 2))
+            self.kernel(KERNEL)(src, np.zeros(downsampled_shape(shape, (2, 2, 2)), np.uint16), (2, 2, 2))
 
     def test_known_values(self) -> None:
         # means of 0.5 and 1.5 round to the even neighbour; negative ties too (-0.5 -> 0, -1.5 -> -2)
         block = np.array([0, 1] * 4, np.int16).reshape(2, 2, 2)
         for values, expected in [(block, 0), (block + 1, 2), (-block, 0), (-block - 1, -2)]:
             out = np.empty((1, 1, 1), np.int16)
-            self.kernel()(np.ascontiguousarray(values), out, (2, 2, 2))
+            self.kernel(KERNEL)(np.ascontiguousarray(values), out, (2, 2, 2))
             assert out.item() == expected
         # sums beyond the dtype: the mean of uint8 255s is 255, of int32 extremes exact
         out8 = np.empty((1, 1, 1), np.uint8)
-        self.kernel()(np.full((2, 2, 2), 255, np.uint8), out8, (2, 2, 2))
+        self.kernel(KERNEL)(np.full((2, 2, 2), 255, np.uint8), out8, (2, 2, 2))
         assert out8.item() == 255
         big = np.array([2**31 - 1, 2**31 - 1], np.int32).reshape(1, 1, 2)
         out32 = np.empty((1, 1, 1), np.int32)
-        self.kernel()(big, out32, (1, 1, 2))
+        self.kernel(KERNEL)(big, out32, (1, 1, 2))
         assert out32.item() == 2**31 - 1
         # an odd x axis: the last column is its own mean; z kept (step 1)
         src = np.arange(12, dtype=np.float32).reshape(1, 2, 6)[:, :, :5].copy()
         out = np.empty((1, 1, 3), np.float32)
-        self.kernel()(src, out, (1, 2, 2))
+        self.kernel(KERNEL)(src, out, (1, 2, 2))
         np.testing.assert_array_equal(out, [[[3.5, 5.5, 7.0]]])  # (4 + 4 + 10 + 10) / 4 last
         # floats: NaN and infinities propagate; largest finite values overflow to infinity
         # in float32 only through the final rounding, never in the float64 sum
         huge = np.full((1, 1, 2), np.finfo(np.float32).max, np.float32)
         outf = np.empty((1, 1, 1), np.float32)
-        self.kernel()(huge, outf, (1, 1, 2))
+        self.kernel(KERNEL)(huge, outf, (1, 1, 2))
         assert outf.item() == np.finfo(np.float32).max
         nan = np.array([[[np.nan, 1.0, np.inf, -np.inf]]], np.float64)
         outn = np.empty((1, 1, 2), np.float64)
-        self.kernel()(nan, outn, (1, 1, 2))
+        self.kernel(KERNEL)(nan, outn, (1, 1, 2))
         assert np.isnan(outn[0, 0, 0]) and np.isnan(outn[0, 0, 1])
 
 
@@ -167,7 +161,7 @@ class NativeContract(BackendContract):
         expected = case.new_out()
         kernels.get(KERNEL, "reference")(*case.call_args(expected))
         got = case.new_out()
-        self.kernel()(*case.call_args(got))
+        self.kernel(KERNEL)(*case.call_args(got))
         assert_same_bits(got, expected)
 
     @BOUNDED
@@ -199,7 +193,7 @@ class NativeContract(BackendContract):
             threads(count)
             assert check_downsample_mean2(src, expected, step).threads == count
             out = np.zeros_like(expected)
-            self.kernel()(src, out, step)
+            self.kernel(KERNEL)(src, out, step)
             assert_same_bits(out, expected)
 
 
@@ -212,7 +206,7 @@ class TestReference(BackendContract):
     @given(case=vst.downsample_cases(max_size=300))
     def test_equals_the_rule(self, case: vst.DownsampleCase) -> None:
         out = case.new_out()
-        self.kernel()(*case.call_args(out))
+        self.kernel(KERNEL)(*case.call_args(out))
         assert_same_bits(out, oracle(case.src, case.step))
 
 

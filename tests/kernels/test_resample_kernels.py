@@ -24,7 +24,8 @@ from voxelflow.kernels.reference.resample import (
     bspline_prefilter,
     check_sample_affine,
 )
-from voxelflow.kernels.reference.unpack import PARALLEL_MIN_BYTES
+from voxelflow._threads import PARALLEL_MIN_BYTES
+from voxelflow.testing.contract import KernelBackendContract
 
 import scipy.ndimage as ndi  # the oracle; a test dependency (pyproject [test])
 
@@ -123,15 +124,8 @@ BAD_CALLS: list[tuple[str, str, tuple[Any, ...]]] = [
 ]
 
 
-class BackendContract:
-    backend: str
-
-    def kernel(self, name: str) -> Callable[..., None]:
-        return kernels.get(name, self.backend)
-
-    def test_registered_and_available(self) -> None:
-        for name in ("sample_affine", "sample_axis"):
-            assert self.backend in kernels.available()[name]
+class BackendContract(KernelBackendContract):
+    kernel_names = ("sample_affine", "sample_axis")
 
     @pytest.mark.parametrize("case", BAD_CALLS, ids=[f"{c[0]}-{c[1]}" for c in BAD_CALLS])
     def test_rejects_bad_call(self, case: tuple[str, str, tuple[Any, ...]]) -> None:

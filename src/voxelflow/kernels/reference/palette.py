@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ...errors import ParameterError
-from .unpack import check_array, check_disjoint, check_integer, parallel_threads
+from ..._threads import parallel_threads
+from .unpack import check_array, check_disjoint, check_integer
 
 __all__ = [
     "INDEX_DTYPES",

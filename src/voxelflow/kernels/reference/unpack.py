@@ -19,17 +19,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..._threads import PARALLEL_MIN_BYTES, parallel_threads
+from ..._threads import parallel_threads
 from ...errors import ParameterError
 
 __all__ = [
-    "PARALLEL_MIN_BYTES",
     "WORD_DTYPES",
     "BitsPlan",
     "WordsPlan",
     "check_unpack_bits",
     "check_unpack_words",
-    "parallel_threads",
     "unpack_bits",
     "unpack_words",
 ]
