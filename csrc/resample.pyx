@@ -3,11 +3,13 @@
 
 The rules are the oracle's, in voxelflow.kernels.reference.resample, to the bit. The Python-level
 functions validate through the reference module, then run typed loops without the GIL. Output
-rows (one per (k, j)) are split into one contiguous block per thread; each row is computed into
-a float64 row buffer (one per thread, allocated by the caller so the loop cannot fail) and then
-stored with the dtype's rounding. Along a row the position is the row's base plus i times the
-matrix column of i: one multiply-add per axis and voxel, and no drift (i * step is one rounding,
-so every backend lands on the same float64 position).
+rows (one per (k, j)) are split into contiguous blocks that threads take on demand
+(reference.resample.row_blocks); each row is computed into a float64 row buffer (one per block,
+allocated by the caller so the loop cannot fail) and then stored with the dtype's rounding.
+Along a row the position is the row's base plus i times the matrix column of i: one
+multiply-add per axis and voxel, and no drift (i * step is one rounding, so every backend lands
+on the same float64 position). Linear rows split into the interior span, where every neighbour
+is inside the input and the loop needs no clamp, and the general sample at the two ends.
 """
 
 import numpy as np
@@ -17,7 +19,7 @@ from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, u
 
 from fused cimport voxel_t
 
-from voxelflow.kernels.reference.resample import check_sample_affine, check_sample_axis
+from voxelflow.kernels.reference.resample import check_sample_affine, check_sample_axis, row_blocks
 
 # The output dtypes: the same set as voxel_t, as a second fused type so src and out vary apart.
 ctypedef fused store_t:
@@ -29,6 +31,68 @@ ctypedef fused store_t:
     int32_t
     float
     double
+
+# The interior of a linear row for 16-bit input, in SSE2 where the compiler has it (every
+# x86-64): the two x-neighbours of a voxel are adjacent, so one 32-bit load and one packed
+# convert give both as doubles, and the four x-lerps run two to a register. Each product and
+# sum is the scalar loop's, in the same order: the results are equal to the bit (the rule is
+# per operation, not per instruction). Elsewhere the plain C loop below does the same.
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    #if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+    #include <emmintrin.h>
+    #define VF_PAIR_BODY(NAME, T, WIDEN)                                                  \
+    static inline __m128d NAME##_pair(const T* r) {                                        \
+        int32_t w;                                                                         \
+        memcpy(&w, r, 4);                                                                  \
+        __m128i v = _mm_cvtsi32_si128(w);                                                  \
+        return _mm_cvtepi32_pd(WIDEN(_mm_unpacklo_epi16(v, v), 16));                       \
+    }                                                                                      \
+    static void NAME(const T* src, Py_ssize_t ny, Py_ssize_t nx, double bz, double by,     \
+                     double bx, double sz, double sy, double sx, Py_ssize_t lo,            \
+                     Py_ssize_t hi, double* buf) {                                         \
+        Py_ssize_t plane = ny * nx, i;                                                     \
+        double di = (double)lo;                                                            \
+        for (i = lo; i < hi; i++, di += 1.0) {                                             \
+            double pz = bz + sz * di, py = by + sy * di, px = bx + sx * di;                \
+            Py_ssize_t z0 = (Py_ssize_t)pz, y0 = (Py_ssize_t)py, x0 = (Py_ssize_t)px;      \
+            double tz = pz - (double)z0, ty = py - (double)y0, tx = px - (double)x0;       \
+            const T* r = src + (z0 * ny + y0) * nx + x0;                                   \
+            __m128d w = _mm_set_pd(tx, 1.0 - tx);                                          \
+            __m128d a = _mm_mul_pd(NAME##_pair(r), w);                                     \
+            __m128d b = _mm_mul_pd(NAME##_pair(r + nx), w);                                \
+            __m128d c = _mm_mul_pd(NAME##_pair(r + plane), w);                             \
+            __m128d d = _mm_mul_pd(NAME##_pair(r + plane + nx), w);                        \
+            __m128d y0v = _mm_add_pd(_mm_unpacklo_pd(a, c), _mm_unpackhi_pd(a, c));        \
+            __m128d y1v = _mm_add_pd(_mm_unpacklo_pd(b, d), _mm_unpackhi_pd(b, d));        \
+            __m128d zv = _mm_add_pd(_mm_mul_pd(_mm_set1_pd(1.0 - ty), y0v),                \
+                                    _mm_mul_pd(_mm_set1_pd(ty), y1v));                     \
+            double c0 = _mm_cvtsd_f64(zv), c1 = _mm_cvtsd_f64(_mm_unpackhi_pd(zv, zv));    \
+            buf[i] = (1.0 - tz) * c0 + tz * c1;                                            \
+        }                                                                                  \
+    }
+    VF_PAIR_BODY(vf_interior_i16, int16_t, _mm_srai_epi32)
+    VF_PAIR_BODY(vf_interior_u16, uint16_t, _mm_srli_epi32)
+    #define VF_INTERIOR_SIMD 1
+    #else
+    #define VF_INTERIOR_SIMD 0
+    static void vf_interior_i16(const int16_t* src, Py_ssize_t ny, Py_ssize_t nx, double bz,
+                                double by, double bx, double sz, double sy, double sx,
+                                Py_ssize_t lo, Py_ssize_t hi, double* buf) {}
+    static void vf_interior_u16(const uint16_t* src, Py_ssize_t ny, Py_ssize_t nx, double bz,
+                                double by, double bx, double sz, double sy, double sx,
+                                Py_ssize_t lo, Py_ssize_t hi, double* buf) {}
+    #endif
+    """
+    bint VF_INTERIOR_SIMD
+    void vf_interior_i16(const int16_t* src, Py_ssize_t ny, Py_ssize_t nx, double bz,
+                         double by, double bx, double sz, double sy, double sx, Py_ssize_t lo,
+                         Py_ssize_t hi, double* buf) noexcept nogil
+    void vf_interior_u16(const uint16_t* src, Py_ssize_t ny, Py_ssize_t nx, double bz,
+                         double by, double bx, double sz, double sy, double sx, Py_ssize_t lo,
+                         Py_ssize_t hi, double* buf) noexcept nogil
 
 # (v + 1.5 * 2**52) - 1.5 * 2**52 rounds v to the nearest integer, ties to even, for |v| < 2**51
 # in the default rounding mode: numpy.rint's result, vectorisable on SSE2 (nearbyint is a call).
@@ -72,6 +136,53 @@ cdef inline void bspline_weights(double t, double* w) noexcept nogil:
     w[3] = t3 / 6.0
 
 
+# Lanczos-3: see the reference docstring; the same constants, the same operations.
+cdef enum:
+    LANCZOS = 6
+cdef double HALF_SQRT3 = 0.8660254037844386
+cdef double PI_3 = 1.0471975511965976
+cdef double LANCZOS_P[6]
+cdef double LANCZOS_Q[6]
+cdef double SIN_C[8]
+cdef double COS_C[9]
+LANCZOS_P[:] = [-0.5, -0.5, 1.0, -0.5, -0.5, 1.0]
+LANCZOS_Q[:] = [-HALF_SQRT3, HALF_SQRT3, 0.0, -HALF_SQRT3, HALF_SQRT3, 0.0]
+SIN_C[:] = [-0.16666666666666666, 0.008333333333333333, -0.0001984126984126984,
+            2.7557319223985893e-06, -2.505210838544172e-08, 1.6059043836821613e-10,
+            -7.647163731819816e-13, 2.8114572543455206e-15]
+COS_C[:] = [-0.5, 0.041666666666666664, -0.001388888888888889, 2.48015873015873e-05,
+            -2.755731922398589e-07, 2.08767569878681e-09, -1.1470745597729725e-11,
+            4.779477332387385e-14, -1.5619206968586225e-16]
+
+
+cdef inline void lanczos_weights(double t, double* w) noexcept nogil:
+    cdef double a, a2, sp, cp, sv, cv, x, total
+    cdef int d
+    if t * t == 0.0:
+        for d in range(6):
+            w[d] = 0.0
+        w[2] = 1.0
+        return
+    a = PI_3 * t
+    a2 = a * a
+    sp = SIN_C[7]
+    for d in range(6, -1, -1):
+        sp = SIN_C[d] + a2 * sp
+    sv = a + a * (a2 * sp)
+    cp = COS_C[8]
+    for d in range(7, -1, -1):
+        cp = COS_C[d] + a2 * cp
+    cv = 1.0 + a2 * cp
+    for d in range(6):
+        x = t - <double>(d - 2)
+        w[d] = (sv * LANCZOS_P[d] - cv * LANCZOS_Q[d]) / (x * x)
+    total = w[0]
+    for d in range(1, 6):
+        total = total + w[d]
+    for d in range(6):
+        w[d] = w[d] / total
+
+
 cdef inline void store_row(const double* buf, store_t* out, Py_ssize_t n, double lo,
                            double hi) noexcept nogil:
     """The store rule: floats rounded once; integers rint, saturated, NaN -> 0."""
@@ -81,14 +192,12 @@ cdef inline void store_row(const double* buf, store_t* out, Py_ssize_t n, double
         for i in range(n):
             out[i] = <store_t>buf[i]
     else:
+        # selects rather than branches, so the compiler vectorises the loop
         for i in range(n):
             v = buf[i]
-            if v != v:
-                v = 0.0
-            elif v < lo:
-                v = lo
-            elif v > hi:
-                v = hi
+            v = v if v == v else 0.0
+            v = lo if v < lo else v
+            v = hi if v > hi else v
             out[i] = <store_t>((v + ROUND_MAGIC) - ROUND_MAGIC)
 
 
@@ -116,54 +225,138 @@ cdef void row_nearest(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize
         buf[i] = <double>src[(z * ny + y) * nx + x]
 
 
+cdef inline bint in_interior(double p, double upper) noexcept nogil:
+    return p >= 0.0 and p < upper
+
+
+cdef void interior_span(double base, double step, Py_ssize_t n, Py_ssize_t ni, Py_ssize_t* lo,
+                        Py_ssize_t* hi) noexcept nogil:
+    """Narrow [lo, hi) to the i whose position base + step * i lies in [0, n - 1).
+
+    There both linear neighbours f and f + 1 are in the input, so no clamp is needed. The
+    position is monotonic in i (each operation of it rounds monotonically), so the set is one
+    interval: estimate its ends analytically, then settle them with the exact position.
+    """
+    cdef double upper = <double>(n - 1)
+    cdef double e0, e1, t
+    cdef Py_ssize_t a = lo[0], b = hi[0]
+    if a >= b:
+        return
+    if step == 0.0:
+        if not in_interior(base, upper):
+            hi[0] = a
+        return
+    e0 = (0.0 - base) / step
+    e1 = (upper - base) / step
+    if e0 > e1:
+        t = e0
+        e0 = e1
+        e1 = t
+    # clip in double first: the estimates may be far beyond any Py_ssize_t
+    if e0 > <double>a:
+        a = b if e0 >= <double>b else <Py_ssize_t>e0
+    if e1 + 1.0 < <double>b:
+        b = a if e1 + 1.0 <= <double>a else <Py_ssize_t>(e1 + 1.0)
+    while a < b and not in_interior(base + step * <double>a, upper):
+        a += 1
+    while b > a and not in_interior(base + step * <double>(b - 1), upper):
+        b -= 1
+    if a < b:
+        while a > lo[0] and in_interior(base + step * <double>(a - 1), upper):
+            a -= 1
+        while b < hi[0] and in_interior(base + step * <double>b, upper):
+            b += 1
+    lo[0] = a
+    hi[0] = b if a < b else a
+
+
+cdef inline double linear_at(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t nx,
+                             double pz, double py, double px, double cval) noexcept nogil:
+    """The general linear sample: the inside test, then neighbours clamped to the input."""
+    cdef double fz, fy, fx, tz, ty, tx, c0, c1, c00, c01, c10, c11
+    cdef Py_ssize_t z0, z1, y0, y1, x0, x1
+    cdef const voxel_t* r00
+    cdef const voxel_t* r01
+    cdef const voxel_t* r10
+    cdef const voxel_t* r11
+    if not (pz >= -0.5 and pz <= nz - 0.5 and py >= -0.5 and py <= ny - 0.5 and px >= -0.5
+            and px <= nx - 0.5):
+        return cval
+    fz = floor_fast(pz)
+    fy = floor_fast(py)
+    fx = floor_fast(px)
+    tz = pz - fz
+    ty = py - fy
+    tx = px - fx
+    z0 = <Py_ssize_t>fz
+    y0 = <Py_ssize_t>fy
+    x0 = <Py_ssize_t>fx
+    z1 = clamp_index(z0 + 1, nz - 1)
+    y1 = clamp_index(y0 + 1, ny - 1)
+    x1 = clamp_index(x0 + 1, nx - 1)
+    z0 = clamp_index(z0, nz - 1)
+    y0 = clamp_index(y0, ny - 1)
+    x0 = clamp_index(x0, nx - 1)
+    r00 = src + (z0 * ny + y0) * nx
+    r01 = src + (z0 * ny + y1) * nx
+    r10 = src + (z1 * ny + y0) * nx
+    r11 = src + (z1 * ny + y1) * nx
+    c00 = (1.0 - tx) * <double>r00[x0] + tx * <double>r00[x1]
+    c01 = (1.0 - tx) * <double>r01[x0] + tx * <double>r01[x1]
+    c10 = (1.0 - tx) * <double>r10[x0] + tx * <double>r10[x1]
+    c11 = (1.0 - tx) * <double>r11[x0] + tx * <double>r11[x1]
+    c0 = (1.0 - ty) * c00 + ty * c01
+    c1 = (1.0 - ty) * c10 + ty * c11
+    return (1.0 - tz) * c0 + tz * c1
+
+
 cdef void row_linear(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t nx,
                      const double* m, Py_ssize_t k, Py_ssize_t j, Py_ssize_t ni, double cval,
                      double* buf) noexcept nogil:
     cdef double bz = (m[0] * k + m[1] * j) + m[3]
     cdef double by = (m[4] * k + m[5] * j) + m[7]
     cdef double bx = (m[8] * k + m[9] * j) + m[11]
-    cdef double hz = nz - 0.5, hy = ny - 0.5, hx = nx - 0.5
-    cdef double pz, py, px, fz, fy, fx, tz, ty, tx, di, c0, c1, c00, c01, c10, c11
-    cdef Py_ssize_t i, z0, z1, y0, y1, x0, x1
-    cdef const voxel_t* r00
-    cdef const voxel_t* r01
-    cdef const voxel_t* r10
-    cdef const voxel_t* r11
-    for i in range(ni):
+    cdef double sz = m[2], sy = m[6], sx = m[10]
+    cdef double pz, py, px, tz, ty, tx, di, c0, c1, c00, c01, c10, c11
+    cdef Py_ssize_t i, z0, y0, x0, lo = 0, hi = ni
+    cdef Py_ssize_t plane = ny * nx
+    cdef const voxel_t* r
+    interior_span(bz, sz, nz, ni, &lo, &hi)
+    interior_span(by, sy, ny, ni, &lo, &hi)
+    interior_span(bx, sx, nx, ni, &lo, &hi)
+    for i in range(lo):
         di = <double>i
-        pz = bz + m[2] * di
-        py = by + m[6] * di
-        px = bx + m[10] * di
-        if not (pz >= -0.5 and pz <= hz and py >= -0.5 and py <= hy and px >= -0.5
-                and px <= hx):
-            buf[i] = cval
-            continue
-        fz = floor_fast(pz)
-        fy = floor_fast(py)
-        fx = floor_fast(px)
-        tz = pz - fz
-        ty = py - fy
-        tx = px - fx
-        z0 = <Py_ssize_t>fz
-        y0 = <Py_ssize_t>fy
-        x0 = <Py_ssize_t>fx
-        z1 = clamp_index(z0 + 1, nz - 1)
-        y1 = clamp_index(y0 + 1, ny - 1)
-        x1 = clamp_index(x0 + 1, nx - 1)
-        z0 = clamp_index(z0, nz - 1)
-        y0 = clamp_index(y0, ny - 1)
-        x0 = clamp_index(x0, nx - 1)
-        r00 = src + (z0 * ny + y0) * nx
-        r01 = src + (z0 * ny + y1) * nx
-        r10 = src + (z1 * ny + y0) * nx
-        r11 = src + (z1 * ny + y1) * nx
-        c00 = (1.0 - tx) * <double>r00[x0] + tx * <double>r00[x1]
-        c01 = (1.0 - tx) * <double>r01[x0] + tx * <double>r01[x1]
-        c10 = (1.0 - tx) * <double>r10[x0] + tx * <double>r10[x1]
-        c11 = (1.0 - tx) * <double>r11[x0] + tx * <double>r11[x1]
+        buf[i] = linear_at(src, nz, ny, nx, bz + sz * di, by + sy * di, bx + sx * di, cval)
+    # The interior: positions in [0, n - 1), so truncation is floor and no index needs a clamp;
+    # the arithmetic is linear_at's, operation for operation.
+    if voxel_t is int16_t and VF_INTERIOR_SIMD:
+        vf_interior_i16(src, ny, nx, bz, by, bx, sz, sy, sx, lo, hi, buf)
+        lo = hi
+    elif voxel_t is uint16_t and VF_INTERIOR_SIMD:
+        vf_interior_u16(src, ny, nx, bz, by, bx, sz, sy, sx, lo, hi, buf)
+        lo = hi
+    for i in range(lo, hi):
+        di = <double>i
+        pz = bz + sz * di
+        py = by + sy * di
+        px = bx + sx * di
+        z0 = <Py_ssize_t>pz
+        y0 = <Py_ssize_t>py
+        x0 = <Py_ssize_t>px
+        tz = pz - <double>z0
+        ty = py - <double>y0
+        tx = px - <double>x0
+        r = src + (z0 * ny + y0) * nx + x0
+        c00 = (1.0 - tx) * <double>r[0] + tx * <double>r[1]
+        c01 = (1.0 - tx) * <double>r[nx] + tx * <double>r[nx + 1]
+        c10 = (1.0 - tx) * <double>r[plane] + tx * <double>r[plane + 1]
+        c11 = (1.0 - tx) * <double>r[plane + nx] + tx * <double>r[plane + nx + 1]
         c0 = (1.0 - ty) * c00 + ty * c01
         c1 = (1.0 - ty) * c10 + ty * c11
         buf[i] = (1.0 - tz) * c0 + tz * c1
+    for i in range(hi, ni):
+        di = <double>i
+        buf[i] = linear_at(src, nz, ny, nx, bz + sz * di, by + sy * di, bx + sx * di, cval)
 
 
 cdef void row_cubic(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t nx,
@@ -218,6 +411,57 @@ cdef void row_cubic(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t
         buf[i] = vz
 
 
+cdef void row_lanczos(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t nx,
+                      const double* m, Py_ssize_t k, Py_ssize_t j, Py_ssize_t ni, double cval,
+                      double* buf) noexcept nogil:
+    cdef double bz = (m[0] * k + m[1] * j) + m[3]
+    cdef double by = (m[4] * k + m[5] * j) + m[7]
+    cdef double bx = (m[8] * k + m[9] * j) + m[11]
+    cdef double hz = nz - 0.5, hy = ny - 0.5, hx = nx - 0.5
+    cdef double pz, py, px, fz, fy, fx, di, vz, vy, vx
+    cdef double wz[6]
+    cdef double wy[6]
+    cdef double wx[6]
+    cdef Py_ssize_t iz[6]
+    cdef Py_ssize_t iy[6]
+    cdef Py_ssize_t ix[6]
+    cdef Py_ssize_t i, a, b, c, z0, y0, x0
+    cdef const voxel_t* row
+    for i in range(ni):
+        di = <double>i
+        pz = bz + m[2] * di
+        py = by + m[6] * di
+        px = bx + m[10] * di
+        if not (pz >= -0.5 and pz <= hz and py >= -0.5 and py <= hy and px >= -0.5
+                and px <= hx):
+            buf[i] = cval
+            continue
+        fz = floor_fast(pz)
+        fy = floor_fast(py)
+        fx = floor_fast(px)
+        lanczos_weights(pz - fz, wz)
+        lanczos_weights(py - fy, wy)
+        lanczos_weights(px - fx, wx)
+        z0 = <Py_ssize_t>fz
+        y0 = <Py_ssize_t>fy
+        x0 = <Py_ssize_t>fx
+        for a in range(6):
+            iz[a] = clamp_index(z0 + a - 2, nz - 1)
+            iy[a] = clamp_index(y0 + a - 2, ny - 1)
+            ix[a] = clamp_index(x0 + a - 2, nx - 1)
+        vz = 0.0
+        for c in range(6):
+            vy = 0.0
+            for b in range(6):
+                row = src + (iz[c] * ny + iy[b]) * nx
+                vx = wx[0] * <double>row[ix[0]]
+                for a in range(1, 6):
+                    vx = vx + wx[a] * <double>row[ix[a]]
+                vy = wy[b] * vx if b == 0 else vy + wy[b] * vx
+            vz = wz[c] * vy if c == 0 else vz + wz[c] * vy
+        buf[i] = vz
+
+
 cdef void affine_rows(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t nx,
                       store_t* out, Py_ssize_t nj, Py_ssize_t ni, const double* m, int order,
                       double cval, double lo, double hi, double* buf, Py_ssize_t start,
@@ -231,6 +475,8 @@ cdef void affine_rows(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize
             row_nearest(src, nz, ny, nx, m, k, j, ni, cval, buf)
         elif order == 1:
             row_linear(src, nz, ny, nx, m, k, j, ni, cval, buf)
+        elif order == LANCZOS:
+            row_lanczos(src, nz, ny, nx, m, k, j, ni, cval, buf)
         else:
             row_cubic(src, nz, ny, nx, m, k, j, ni, cval, buf)
         store_row(buf, out + r * ni, ni, lo, hi)
@@ -242,14 +488,15 @@ def _affine_typed(const voxel_t[:, :, ::1] src, store_t[:, :, ::1] out,
     cdef Py_ssize_t nz = src.shape[0], ny = src.shape[1], nx = src.shape[2]
     cdef Py_ssize_t nj = out.shape[1], ni = out.shape[2]
     cdef Py_ssize_t rows = out.shape[0] * nj
+    cdef Py_ssize_t blocks = buf.shape[0]
     cdef Py_ssize_t per, b
     with nogil:
         if threads <= 1:
             affine_rows(&src[0, 0, 0], nz, ny, nx, &out[0, 0, 0], nj, ni, &matrix[0, 0], order,
                         cval, lo, hi, &buf[0, 0], 0, rows)
         else:
-            per = (rows + threads - 1) // threads
-            for b in prange(threads, num_threads=threads, schedule="static"):
+            per = (rows + blocks - 1) // blocks
+            for b in prange(blocks, num_threads=threads, schedule="dynamic", chunksize=1):
                 affine_rows(&src[0, 0, 0], nz, ny, nx, &out[0, 0, 0], nj, ni, &matrix[0, 0],
                             order, cval, lo, hi, &buf[b, 0], min(rows, b * per),
                             min(rows, (b + 1) * per))
@@ -269,7 +516,7 @@ def sample_affine(src, matrix, out, order, cval):
         return
     rows = plan.out.shape[0] * plan.out.shape[1]
     threads = max(1, min(plan.threads, rows))
-    buf = np.empty((threads, plan.out.shape[2]), np.float64)
+    buf = np.empty((row_blocks(rows, threads), plan.out.shape[2]), np.float64)
     lo, hi = _store_bounds(plan.out.dtype)
     _affine_typed(plan.src, plan.out, plan.matrix, plan.order, plan.cval, lo, hi, buf, threads)
 
@@ -319,14 +566,15 @@ def _axis_typed(const voxel_t[:, :, ::1] src, store_t[:, :, ::1] out, int axis,
     cdef Py_ssize_t nj = out.shape[1], ni = out.shape[2]
     cdef Py_ssize_t rows = out.shape[0] * nj
     cdef Py_ssize_t taps = index.shape[1]
+    cdef Py_ssize_t blocks = buf.shape[0]
     cdef Py_ssize_t per, b
     with nogil:
         if threads <= 1:
             axis_rows(&src[0, 0, 0], ny, nx, &out[0, 0, 0], nj, ni, axis, &index[0, 0],
                       &weight[0, 0], taps, lo, hi, &buf[0, 0], 0, rows)
         else:
-            per = (rows + threads - 1) // threads
-            for b in prange(threads, num_threads=threads, schedule="static"):
+            per = (rows + blocks - 1) // blocks
+            for b in prange(blocks, num_threads=threads, schedule="dynamic", chunksize=1):
                 axis_rows(&src[0, 0, 0], ny, nx, &out[0, 0, 0], nj, ni, axis, &index[0, 0],
                           &weight[0, 0], taps, lo, hi, &buf[b, 0], min(rows, b * per),
                           min(rows, (b + 1) * per))
@@ -339,6 +587,6 @@ def sample_axis(src, out, axis, index, weight):
         return
     rows = plan.out.shape[0] * plan.out.shape[1]
     threads = max(1, min(plan.threads, rows))
-    buf = np.empty((threads, plan.out.shape[2]), np.float64)
+    buf = np.empty((row_blocks(rows, threads), plan.out.shape[2]), np.float64)
     lo, hi = _store_bounds(plan.out.dtype)
     _axis_typed(plan.src, plan.out, plan.axis, plan.index, plan.weight, lo, hi, buf, threads)

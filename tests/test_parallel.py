@@ -30,10 +30,12 @@ def stored(tmp_path_factory):
 
 
 CASES = {
-    "linear-iso": dict(spacing=0.7, interp="linear"),
-    "nearest": dict(spacing=(1.1, 0.5, 0.9), interp="nearest"),
-    "downsample-anti-aliased": dict(spacing=(5.0, 2.1, 1.9), interp="linear"),
-    "cubic": dict(spacing=(1.3, 0.6, 0.55), interp="cubic"),
+    "linear-iso": {"spacing": 0.7, "interp": "linear"},
+    "nearest": {"spacing": (1.1, 0.5, 0.9), "interp": "nearest"},
+    "downsample-anti-aliased": {"spacing": (5.0, 2.1, 1.9), "interp": "linear"},
+    "cubic": {"spacing": (1.3, 0.6, 0.55), "interp": "cubic"},
+    "lanczos": {"spacing": (1.3, 0.6, 0.55), "interp": "lanczos"},
+    "lanczos-down": {"spacing": (3.1, 1.7, 1.5), "interp": "lanczos"},
 }
 
 
@@ -49,6 +51,19 @@ def test_chunked_equals_in_memory(stored, case, chunks):
     assert got.shape == eager.shape and got.dtype == eager.dtype
     tolerance = 1e-4 if case == "cubic" else 1e-5  # cubic: the IIR prefilter's halo is finite
     np.testing.assert_allclose(got, eager.array, rtol=tolerance, atol=tolerance * 100)
+
+
+@pytest.mark.parametrize("spacing", [(5.0, 1.6, 2.1), (2.0, 0.5, 3.5)], ids=str)
+@pytest.mark.parametrize("chunks", [(3, 5, 4), (100, 100, 100)], ids=str)
+def test_majority_chunked_equals_in_memory(stored, tmp_path, spacing, chunks):
+    _, memory_in = stored
+    labels = (np.rint(memory_in.array / 40.0)).astype(np.int16)  # a handful of labels
+    store = VolumeStore(tmp_path / "labels")
+    store.write("l", Volume(labels, memory_in.affine, {}), chunks=(5, 11, 8))
+    lazy = voxelflow.resample(store.open("l"), spacing=spacing, interp="majority", chunks=chunks)
+    eager = voxelflow.resample(Volume(labels, memory_in.affine, {}), spacing=spacing,
+                               interp="majority")
+    np.testing.assert_array_equal(lazy.to_numpy(), eager.array)
 
 
 def test_oblique_chunked_equals_in_memory(stored):

@@ -2,7 +2,8 @@
 
 Each output chunk is one task. It maps its corners through the output-to-input matrix, reads
 only the input box they span plus the halo its interpolation needs (the interpolation's
-support and, with anti-aliasing, the Gaussian's 4-sigma radius; the cubic B-spline prefilter,
+support (3 voxels for Lanczos-3; for the majority vote, the footprint's half-width) and, with
+anti-aliasing, the Gaussian's 4-sigma radius; the cubic B-spline prefilter,
 an IIR filter, gets a halo after which its influence is below 1e-9), and samples that box
 with the in-memory kernels. Memory per task is bounded by one output chunk and its input box,
 whatever the volume's size.
@@ -15,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from .kernels.reference.resample import LANCZOS
+from .resampling import MAJORITY, anti_alias_sigma, sample_grid
+
 __all__ = ["DEFAULT_CHUNKS", "resample_chunked"]
 
 #: Output chunk shape (z, y, x) when the caller gives none: 8 MiB of int16 per task.
@@ -24,8 +28,11 @@ DEFAULT_CHUNKS = (64, 256, 256)
 _PREFILTER_HALO = 16
 
 
-def _halo(order: int, sigma: np.ndarray) -> np.ndarray:
-    support = {0: 1, 1: 1, 3: 2 + _PREFILTER_HALO}[order]
+def _halo(order: int, sigma: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    if order == MAJORITY:
+        # the footprint reaches half an output step (in input voxels) past the centre
+        return np.ceil(np.abs(np.diag(matrix[:, :3])) / 2.0).astype(int) + 1
+    support = {0: 1, 1: 1, 3: 2 + _PREFILTER_HALO, LANCZOS: 3}[order]
     return support + np.array([int(4.0 * s + 0.5) + 1 if s > 0 else 0 for s in sigma])
 
 
@@ -48,7 +55,6 @@ def resample_chunked(
     """
     import dask.array as da
 
-    from .resampling import anti_alias_sigma, sample_grid
 
     m = np.asarray(matrix, dtype=np.float64)[:3].copy()
     out_shape = tuple(int(n) for n in out_shape)
@@ -56,7 +62,7 @@ def resample_chunked(
     dtype = np.dtype(dtype)
     chunk_shape = tuple(min(c, n) for c, n in zip(chunks or DEFAULT_CHUNKS, out_shape))
     sigma = anti_alias_sigma(m) if anti_alias and order > 0 else np.zeros(3)
-    halo = _halo(order, sigma)
+    halo = _halo(order, sigma, m)
 
     def block(_: np.ndarray, block_info: dict[Any, Any] | None = None) -> np.ndarray:
         assert block_info is not None

@@ -13,21 +13,23 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.ndimage as ndi  # the oracle; a test dependency (pyproject [test])
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from voxelflow import kernels
+from voxelflow._threads import PARALLEL_MIN_BYTES
 from voxelflow.errors import ParameterError
 from voxelflow.kernels.reference.resample import (
+    LANCZOS,
+    ORDERS,
     SAMPLE_DTYPES,
     axis_taps,
     bspline_prefilter,
     check_sample_affine,
+    lanczos_weights,
 )
-from voxelflow._threads import PARALLEL_MIN_BYTES
 from voxelflow.testing.contract import KernelBackendContract
-
-import scipy.ndimage as ndi  # the oracle; a test dependency (pyproject [test])
 
 _HEALTH = [HealthCheck.differing_executors, HealthCheck.too_slow, HealthCheck.data_too_large]
 BOUNDED = settings(max_examples=60, deadline=None, suppress_health_check=_HEALTH)
@@ -57,7 +59,7 @@ def affine_cases(draw: Any, max_side: int = 9) -> tuple[np.ndarray, np.ndarray, 
     src_shape = tuple(draw(st.integers(1, max_side)) for _ in range(3))
     out_shape = tuple(draw(st.integers(0 if i == 0 else 1, max_side)) for i in range(3))
     out_dtype = draw(st.sampled_from(SAMPLE_DTYPES))
-    order = draw(st.sampled_from([0, 1, 3]))
+    order = draw(st.sampled_from(ORDERS))
     kind = draw(st.sampled_from(["random", "scale", "simple"]))
     if kind == "random":
         matrix = rng.normal(0.0, 0.8, (3, 4))
@@ -150,6 +152,19 @@ class BackendContract(KernelBackendContract):
         self.kernel("sample_axis")(np.full((1, 1, 2), 100, np.uint8), out_u8, 2, idx, w)
         assert out_u8.ravel().tolist() == [0, 255]
 
+    def test_lanczos_at_voxel_centres_returns_the_samples(self) -> None:
+        src = np.random.default_rng(2).normal(size=(8, 9, 10))
+        out = np.zeros((4, 5, 6))
+        # an oblique grid whose every position is a voxel centre, taps reaching past the edges
+        matrix = np.array([[0, 1.0, 0, 2.0], [0, 0, 1.0, 0.0], [1.0, 0, 0, 6.0]])
+        self.kernel("sample_affine")(src, matrix, out, LANCZOS, 0.0)
+        expected = src[2:7, 0:6, 6:10].transpose(2, 0, 1)
+        assert out.tobytes() == np.ascontiguousarray(expected).tobytes()
+        # a fraction whose square underflows counts as a centre (no 0 / 0 in the weights)
+        matrix[:, 3] += 1e-200
+        self.kernel("sample_affine")(src, matrix, out, LANCZOS, 0.0)
+        assert out.tobytes() == np.ascontiguousarray(expected).tobytes()
+
 
 class NativeContract(BackendContract):
     def check_affine(self, case: Any) -> None:
@@ -179,7 +194,7 @@ class NativeContract(BackendContract):
     def test_sample_affine_equals_reference_long(self, case: Any) -> None:
         self.check_affine(case)
 
-    @pytest.mark.parametrize("order", [0, 1, 3])
+    @pytest.mark.parametrize("order", ORDERS)
     def test_threads(self, order: int, threads: Callable[[int], None]) -> None:
         # large enough for two threads, a row count that does not split evenly
         rng = np.random.default_rng(order)
@@ -210,8 +225,57 @@ class NativeContract(BackendContract):
         np.testing.assert_array_equal(axis_out, axis_expected)
 
 
+    @pytest.mark.parametrize("dtype", [np.int16, np.uint16])
+    def test_16bit_interior_equals_reference(self, dtype: type) -> None:
+        # 16-bit linear rows have their own interior loop (SSE2 in Cython): extreme values,
+        # an oblique grid reaching past every edge, rows whose interior is empty or partial
+        rng = np.random.default_rng(11)
+        info = np.iinfo(dtype)
+        src = rng.choice(np.array([info.min, info.max, 0, 1, info.max - 1], dtype), (7, 13, 17))
+        theta = 0.4
+        matrix = np.array(
+            [[0.7, 0.1, 0.05, -1.0],
+             [0.0, np.cos(theta), -np.sin(theta), 4.0],
+             [0.2, np.sin(theta), np.cos(theta), -3.0]]
+        )
+        for out_dtype in (np.float64, dtype):
+            expected = np.zeros((11, 19, 23), out_dtype)
+            kernels.get("sample_affine", "reference")(src, matrix, expected, 1, -5.0)
+            out = np.zeros_like(expected)
+            self.kernel("sample_affine")(src, matrix, out, 1, -5.0)
+            assert out.tobytes() == expected.tobytes()
+
+
 class TestReference(BackendContract):
     backend = "reference"
+
+    def test_lanczos_weights_are_the_normalised_windowed_sinc(self) -> None:
+        t = np.linspace(0.0, 1.0, 2001)[:-1]
+        w = np.stack(lanczos_weights(t))
+        d = np.arange(-2, 4)[:, None]
+        kernel = np.sinc(t - d) * np.sinc((t - d) / 3.0)
+        np.testing.assert_allclose(w, kernel / kernel.sum(axis=0), rtol=0, atol=1e-15)
+        np.testing.assert_allclose(w.sum(axis=0), 1.0, rtol=0, atol=1e-15)
+        assert w[:, 0].tolist() == [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+
+    def test_lanczos_reproduces_constants_and_nearly_ramps(self) -> None:
+        rng = np.random.default_rng(3)
+        # positions within [3.2, 9.8]: every tap inside the 14-voxel cube, no edge clamping
+        matrix = rng.uniform(-0.1, 0.1, (3, 4)) + np.hstack([np.eye(3), np.zeros((3, 1))])
+        matrix[:, 3] = 4.0 + rng.uniform(0.0, 1.0, 3)
+        out = np.zeros((5, 5, 5))
+        self.kernel("sample_affine")(np.full((14, 14, 14), 7.25), matrix, out, LANCZOS, 0.0)
+        np.testing.assert_allclose(out, 7.25, rtol=0, atol=1e-12)
+        # a ramp of slope 1 along x: the windowed sinc is not exact on ramps; its error
+        # sum_d w_d d - t peaks at 0.020 voxels (t near 0.2 and 0.8), 0 at t = 0 and 1/2
+        ramp = np.broadcast_to(np.arange(14.0), (14, 14, 14)).copy()
+        self.kernel("sample_affine")(ramp, matrix, out, LANCZOS, 0.0)
+        k, j, i = np.meshgrid(*(np.arange(5.0),) * 3, indexing="ij")
+        px = ((matrix[2, 0] * k + matrix[2, 1] * j) + matrix[2, 3]) + matrix[2, 2] * i
+        assert np.abs(out - px).max() <= 0.0201
+        half = np.array([[0, 0, 0, 5.5], [0, 0, 0, 5.5], [0, 0, 1.0, 4.5]])
+        self.kernel("sample_affine")(ramp, half, out, LANCZOS, 0.0)
+        np.testing.assert_allclose(out[0, 0], np.arange(4.5, 9.5), rtol=0, atol=1e-12)
 
     @pytest.mark.parametrize("order,mode", [(0, "nearest"), (1, "nearest"), (3, "mirror")])
     @pytest.mark.parametrize("seed", range(4))

@@ -1,17 +1,31 @@
 """Numba resampling: a volume sampled under an affine, and one axis resampled through a tap table.
 
 The rules are the oracle's (:mod:`voxelflow.kernels.reference.resample`), to the bit; the loops
-are the Cython backend's: output rows in one contiguous block per thread, each computed into a
-float64 row buffer and then stored with the dtype's rounding.
+are the Cython backend's: output rows in contiguous blocks that threads take on demand, each
+row computed into a float64 row buffer and then stored with the dtype's rounding.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ..reference.resample import check_sample_affine, check_sample_axis
+from ..reference.resample import (
+    _COS,
+    _PI_3,
+    _SIN,
+    LANCZOS,
+    LANCZOS_P,
+    LANCZOS_Q,
+    check_sample_affine,
+    check_sample_axis,
+    row_blocks,
+)
 from .config import JIT, PARALLEL_JIT, apply_num_threads
 
 __all__ = ["sample_affine", "sample_axis"]
@@ -36,14 +50,10 @@ def _store_row_overload(buf, out, lo, hi):  # type: ignore[no-untyped-def]
         return store_float
 
     def store_integer(buf, out, lo, hi):  # type: ignore[no-untyped-def]
+        # selects rather than branches, so LLVM vectorises the loop
         for i in range(out.shape[0]):
             v = buf[i]
-            if np.isnan(v):
-                v = 0.0
-            elif v < lo:
-                v = lo
-            elif v > hi:
-                v = hi
+            v = min(max(0.0 if np.isnan(v) else v, lo), hi)
             out[i] = (v + ROUND_MAGIC) - ROUND_MAGIC
 
     return store_integer
@@ -78,6 +88,162 @@ def _bspline_weights(t, w):  # type: ignore[no-untyped-def]
     w[1] = (2.0 / 3.0 - t2) + 0.5 * t3
     w[2] = (2.0 / 3.0 - u2) + 0.5 * u3
     w[3] = t3 / 6.0
+
+
+_SIN_C = np.array(_SIN)
+_COS_C = np.array(_COS)
+_P = np.array(LANCZOS_P)
+_Q = np.array(LANCZOS_Q)
+
+
+@njit(**JIT)
+def _lanczos_weights(t, w):  # type: ignore[no-untyped-def]
+    if t * t == 0.0:
+        for d in range(6):
+            w[d] = 0.0
+        w[2] = 1.0
+        return
+    a = _PI_3 * t
+    a2 = a * a
+    sp = _SIN_C[7]
+    for d in range(6, -1, -1):
+        sp = _SIN_C[d] + a2 * sp
+    sv = a + a * (a2 * sp)
+    cp = _COS_C[8]
+    for d in range(7, -1, -1):
+        cp = _COS_C[d] + a2 * cp
+    cv = 1.0 + a2 * cp
+    for d in range(6):
+        x = t - float(d - 2)
+        w[d] = (sv * _P[d] - cv * _Q[d]) / (x * x)
+    total = w[0]
+    for d in range(1, 6):
+        total = total + w[d]
+    for d in range(6):
+        w[d] = w[d] / total
+
+
+def _lane_scratch(flat):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """4 lanes holding `flat`'s values exactly (jitted code only)."""
+    raise NotImplementedError("_lane_scratch is only callable from Numba-compiled code")
+
+
+@overload(_lane_scratch, jit_options=JIT)
+def _lane_scratch_overload(flat):  # type: ignore[no-untyped-def]
+    # narrow integers widen to int32 lanes: LLVM converts those to double 4 at a time
+    if isinstance(flat.dtype, types.Integer) and flat.dtype.bitwidth < 32:
+        return lambda flat: np.empty(4, np.int32)
+    return lambda flat: np.empty(4, flat.dtype)
+
+
+@njit(**JIT)
+def _in_interior(p, upper):  # type: ignore[no-untyped-def]
+    return p >= 0.0 and p < upper
+
+
+@njit(**JIT)
+def _interior_span(base, step, n, lo, hi):  # type: ignore[no-untyped-def]
+    """[lo, hi) narrowed to the i whose position lies in [0, n - 1) (Cython's interior_span)."""
+    upper = float(n - 1)
+    a, b = lo, hi
+    if a >= b:
+        return a, b
+    if step == 0.0:
+        return (a, b) if _in_interior(base, upper) else (a, a)
+    e0 = (0.0 - base) / step
+    e1 = (upper - base) / step
+    if e0 > e1:
+        e0, e1 = e1, e0
+    if e0 > a:
+        a = b if e0 >= b else int(e0)
+    if e1 + 1.0 < b:
+        b = a if e1 + 1.0 <= a else int(e1 + 1.0)
+    while a < b and not _in_interior(base + step * float(a), upper):
+        a += 1
+    while b > a and not _in_interior(base + step * float(b - 1), upper):
+        b -= 1
+    if a < b:
+        while a > lo and _in_interior(base + step * float(a - 1), upper):
+            a -= 1
+        while b < hi and _in_interior(base + step * float(b), upper):
+            b += 1
+        return a, b
+    return a, a
+
+
+@njit(**JIT)
+def _linear_at(src, pz, py, px, cval):  # type: ignore[no-untyped-def]
+    nz, ny, nx = src.shape
+    if not (
+        pz >= -0.5 and pz <= nz - 0.5 and py >= -0.5 and py <= ny - 0.5 and px >= -0.5
+        and px <= nx - 0.5
+    ):
+        return cval
+    fz, fy, fx = np.floor(pz), np.floor(py), np.floor(px)
+    tz, ty, tx = pz - fz, py - fy, px - fx
+    z0, y0, x0 = int(fz), int(fy), int(fx)
+    z1, y1, x1 = _clamp(z0 + 1, nz - 1), _clamp(y0 + 1, ny - 1), _clamp(x0 + 1, nx - 1)
+    z0, y0, x0 = _clamp(z0, nz - 1), _clamp(y0, ny - 1), _clamp(x0, nx - 1)
+    c00 = (1.0 - tx) * float(src[z0, y0, x0]) + tx * float(src[z0, y0, x1])
+    c01 = (1.0 - tx) * float(src[z0, y1, x0]) + tx * float(src[z0, y1, x1])
+    c10 = (1.0 - tx) * float(src[z1, y0, x0]) + tx * float(src[z1, y0, x1])
+    c11 = (1.0 - tx) * float(src[z1, y1, x0]) + tx * float(src[z1, y1, x1])
+    c0 = (1.0 - ty) * c00 + ty * c01
+    c1 = (1.0 - ty) * c10 + ty * c11
+    return (1.0 - tz) * c0 + tz * c1
+
+
+@njit(inline="always", **JIT)
+def _row_linear(src, flat, m, k, j, cval, buf, lo_x, hi_x, lerp):  # type: ignore[no-untyped-def]
+    """A linear row: the general sample at the ends, a clamp-free loop over the interior.
+
+    `lo_x`, `hi_x` (:func:`_lane_scratch`) and `lerp` (4 float64) are the caller's scratch,
+    allocated once per block of rows.
+    """
+    nz, ny, nx = src.shape
+    bz = (m[0, 0] * k + m[0, 1] * j) + m[0, 3]
+    by = (m[1, 0] * k + m[1, 1] * j) + m[1, 3]
+    bx = (m[2, 0] * k + m[2, 1] * j) + m[2, 3]
+    sz, sy, sx = m[0, 2], m[1, 2], m[2, 2]
+    ni = buf.shape[0]
+    lo, hi = _interior_span(bz, sz, nz, 0, ni)
+    lo, hi = _interior_span(by, sy, ny, lo, hi)
+    lo, hi = _interior_span(bx, sx, nx, lo, hi)
+    for i in range(lo):
+        di = float(i)
+        buf[i] = _linear_at(src, bz + sz * di, by + sy * di, bx + sx * di, cval)
+    # positions in [0, n - 1): truncation is floor and f + 1 is in the input on every axis.
+    # Unsigned indices spare Numba's negative-index wrap-around test on each of the 8 loads.
+    # The four x-neighbour pairs are gathered into scratch and lerped in one loop, which LLVM
+    # vectorises (packed int -> double converts; the operations are the scalar rule's).
+    one = np.uint64(1)
+    row = np.uint64(nx)
+    plane = np.uint64(ny * nx)
+    for i in range(lo, hi):
+        di = float(i)
+        pz = bz + sz * di
+        py = by + sy * di
+        px = bx + sx * di
+        z0, y0, x0 = int(pz), int(py), int(px)
+        tz, ty, tx = pz - float(z0), py - float(y0), px - float(x0)
+        r = np.uint64((z0 * ny + y0) * nx + x0)
+        lo_x[0] = flat[r]
+        lo_x[1] = flat[r + row]
+        lo_x[2] = flat[r + plane]
+        lo_x[3] = flat[r + plane + row]
+        hi_x[0] = flat[r + one]
+        hi_x[1] = flat[r + row + one]
+        hi_x[2] = flat[r + plane + one]
+        hi_x[3] = flat[r + plane + row + one]
+        ux = 1.0 - tx
+        for q in range(4):
+            lerp[q] = ux * float(lo_x[q]) + tx * float(hi_x[q])
+        c0 = (1.0 - ty) * lerp[0] + ty * lerp[1]
+        c1 = (1.0 - ty) * lerp[2] + ty * lerp[3]
+        buf[i] = (1.0 - tz) * c0 + tz * c1
+    for i in range(hi, ni):
+        di = float(i)
+        buf[i] = _linear_at(src, bz + sz * di, by + sy * di, bx + sx * di, cval)
 
 
 @njit(**JIT)
@@ -116,6 +282,27 @@ def _row(src, m, k, j, order, cval, buf, w, idx):  # type: ignore[no-untyped-def
             c0 = (1.0 - ty) * c00 + ty * c01
             c1 = (1.0 - ty) * c10 + ty * c11
             buf[i] = (1.0 - tz) * c0 + tz * c1
+        elif order == LANCZOS:
+            fz, fy, fx = np.floor(pz), np.floor(py), np.floor(px)
+            _lanczos_weights(pz - fz, w[0])
+            _lanczos_weights(py - fy, w[1])
+            _lanczos_weights(px - fx, w[2])
+            z0, y0, x0 = int(fz), int(fy), int(fx)
+            for a in range(6):
+                idx[0, a] = _clamp(z0 + a - 2, nz - 1)
+                idx[1, a] = _clamp(y0 + a - 2, ny - 1)
+                idx[2, a] = _clamp(x0 + a - 2, nx - 1)
+            vz = 0.0
+            for c in range(6):
+                vy = 0.0
+                for b in range(6):
+                    row = src[idx[0, c], idx[1, b]]
+                    vx = w[2, 0] * float(row[idx[2, 0]])
+                    for a in range(1, 6):
+                        vx = vx + w[2, a] * float(row[idx[2, a]])
+                    vy = w[1, b] * vx if b == 0 else vy + w[1, b] * vx
+                vz = w[0, c] * vy if c == 0 else vz + w[0, c] * vy
+            buf[i] = vz
         else:
             fz, fy, fx = np.floor(pz), np.floor(py), np.floor(px)
             _bspline_weights(pz - fz, w[0])
@@ -143,23 +330,41 @@ def _row(src, m, k, j, order, cval, buf, w, idx):  # type: ignore[no-untyped-def
 @njit(**JIT)
 def _affine_rows(src, m, out, order, cval, lo, hi, buf, start, stop):  # type: ignore[no-untyped-def]
     nj = out.shape[1]
-    w = np.empty((3, 4))
-    idx = np.empty((3, 4), np.int64)
+    w = np.empty((3, 6))
+    idx = np.empty((3, 6), np.int64)
+    flat = src.reshape(-1)
+    lo_x = _lane_scratch(flat)
+    hi_x = _lane_scratch(flat)
+    lerp = np.empty(4)
     for r in range(start, stop):
         k = r // nj
         j = r - k * nj
-        _row(src, m, k, j, order, cval, buf, w, idx)
+        if order == 1:
+            _row_linear(src, flat, m, k, j, cval, buf, lo_x, hi_x, lerp)
+        else:
+            _row(src, m, k, j, order, cval, buf, w, idx)
         store_row(buf, out[k, j], lo, hi)
 
 
 @njit(**PARALLEL_JIT)
-def _affine_parallel(src, m, out, order, cval, lo, hi, bufs, threads):  # type: ignore[no-untyped-def]
+def _affine_parallel(src, m, out, order, cval, lo, hi, bufs):  # type: ignore[no-untyped-def]
     rows = out.shape[0] * out.shape[1]
-    per = (rows + threads - 1) // threads
-    for b in prange(threads):
+    blocks = bufs.shape[0]
+    per = (rows + blocks - 1) // blocks
+    for b in prange(blocks):
         _affine_rows(
             src, m, out, order, cval, lo, hi, bufs[b], min(rows, b * per), min(rows, (b + 1) * per)
         )
+
+
+@contextmanager
+def _blocks_on_demand() -> Iterator[None]:
+    """Numba's prange hands out one iteration (row block) at a time (see ``row_blocks``)."""
+    previous = numba.set_parallel_chunksize(1)
+    try:
+        yield
+    finally:
+        numba.set_parallel_chunksize(previous)
 
 
 def _store_bounds(dtype: np.dtype) -> tuple[float, float]:
@@ -178,14 +383,15 @@ def sample_affine(
         return
     rows = plan.out.shape[0] * plan.out.shape[1]
     threads = max(1, min(plan.threads, rows))
-    bufs = np.empty((threads, plan.out.shape[2]), np.float64)
+    bufs = np.empty((row_blocks(rows, threads), plan.out.shape[2]), np.float64)
     lo, hi = _store_bounds(plan.out.dtype)
     args = (plan.src, plan.matrix, plan.out, plan.order, plan.cval, lo, hi)
     if threads <= 1:
         _affine_rows(*args, bufs[0], 0, rows)
         return
     apply_num_threads()
-    _affine_parallel(*args, bufs, threads)
+    with _blocks_on_demand():
+        _affine_parallel(*args, bufs)
 
 
 @njit(**JIT)
@@ -217,10 +423,11 @@ def _axis_rows(src, out, axis, index, weight, lo, hi, buf, start, stop):  # type
 
 
 @njit(**PARALLEL_JIT)
-def _axis_parallel(src, out, axis, index, weight, lo, hi, bufs, threads):  # type: ignore[no-untyped-def]
+def _axis_parallel(src, out, axis, index, weight, lo, hi, bufs):  # type: ignore[no-untyped-def]
     rows = out.shape[0] * out.shape[1]
-    per = (rows + threads - 1) // threads
-    for b in prange(threads):
+    blocks = bufs.shape[0]
+    per = (rows + blocks - 1) // blocks
+    for b in prange(blocks):
         _axis_rows(
             src, out, axis, index, weight, lo, hi, bufs[b], min(rows, b * per),
             min(rows, (b + 1) * per),
@@ -236,11 +443,12 @@ def sample_axis(
         return
     rows = plan.out.shape[0] * plan.out.shape[1]
     threads = max(1, min(plan.threads, rows))
-    bufs = np.empty((threads, plan.out.shape[2]), np.float64)
+    bufs = np.empty((row_blocks(rows, threads), plan.out.shape[2]), np.float64)
     lo, hi = _store_bounds(plan.out.dtype)
     args = (plan.src, plan.out, plan.axis, plan.index, plan.weight, lo, hi)
     if threads <= 1:
         _axis_rows(*args, bufs[0], 0, rows)
         return
     apply_num_threads()
-    _axis_parallel(*args, bufs, threads)
+    with _blocks_on_demand():
+        _axis_parallel(*args, bufs)
