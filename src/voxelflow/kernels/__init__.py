@@ -81,6 +81,21 @@ KERNELS: dict[str, dict[str, str]] = {
         "cython": "voxelflow._native.window:window_apply",
         "numba": "voxelflow.kernels.numba.window:window_apply",
     },
+    "sample_slab": {
+        "reference": "voxelflow.kernels.reference.render:sample_slab",
+        "cython": "voxelflow._native.render:sample_slab",
+        "numba": "voxelflow.kernels.numba.render:sample_slab",
+    },
+    "project_axis": {
+        "reference": "voxelflow.kernels.reference.render:project_axis",
+        "cython": "voxelflow._native.render:project_axis",
+        "numba": "voxelflow.kernels.numba.render:project_axis",
+    },
+    "sample_points": {
+        "reference": "voxelflow.kernels.reference.render:sample_points",
+        "cython": "voxelflow._native.render:sample_points",
+        "numba": "voxelflow.kernels.numba.render:sample_points",
+    },
 }
 
 _cache: dict[tuple[str, str], Callable[..., Any]] = {}
