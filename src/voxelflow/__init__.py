@@ -26,31 +26,51 @@ if TYPE_CHECKING:
         window,
         write_preset_pngs,
     )
-    from .store import VolumeStore
+    from .geometry import Plane
+    from .render import (
+        RenderLimits,
+        Slab,
+        curved_mpr,
+        mpr,
+        project,
+        rotating_projection,
+        save_animation,
+        save_image,
+    )
     from .resampling import reorient, resample
+    from .store import VolumeStore
     from .volume import Volume
 
 __all__ = [
-    "__version__",
     "AutoWindow",
-    "DisplayPipeline",
-    "Window",
-    "auto_window",
-    "render_frame",
-    "window",
-    "write_preset_pngs",
     "DecodeError",
+    "DisplayPipeline",
     "Index",
     "InstanceRow",
+    "Plane",
+    "RenderLimits",
+    "Slab",
     "Volume",
     "VolumeStore",
     "VoxelflowError",
+    "Window",
+    "__version__",
+    "auto_window",
+    "curved_mpr",
     "decode",
     "get_num_threads",
+    "mpr",
+    "project",
+    "render_frame",
     "reorient",
     "resample",
+    "rotating_projection",
+    "save_animation",
+    "save_image",
     "scan",
     "set_num_threads",
+    "window",
+    "write_preset_pngs",
 ]
 
 _LAZY = {
@@ -69,6 +89,15 @@ _LAZY = {
     "resample": "voxelflow.resampling",
     "reorient": "voxelflow.resampling",
     "VolumeStore": "voxelflow.store",
+    "Plane": "voxelflow.geometry",
+    "RenderLimits": "voxelflow.render",
+    "Slab": "voxelflow.render",
+    "mpr": "voxelflow.render",
+    "project": "voxelflow.render",
+    "rotating_projection": "voxelflow.render",
+    "curved_mpr": "voxelflow.render",
+    "save_image": "voxelflow.render",
+    "save_animation": "voxelflow.render",
 }
 
 

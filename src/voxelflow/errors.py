@@ -14,6 +14,7 @@ __all__ = [
     "MissingPluginError",
     "DisplayError",
     "ResampleError",
+    "RenderError",
     "StoreError",
     "InvalidKeyError",
     "VolumeNotFoundError",
@@ -118,6 +119,13 @@ class ResampleError(VoxelflowError, ValueError):
     """A resampling request is invalid: an output grid over- or under-specified, a spacing or
     shape that is not positive, an unknown interpolation or orientation code. The message names
     the parameter and the value."""
+
+
+class RenderError(VoxelflowError, ValueError):
+    """An MPR, MIP or projection request is invalid: a plane whose vectors are not unit,
+    orthogonal or finite, a size, spacing, slab thickness or sample count that is not positive
+    or past the configured limits (:class:`voxelflow.render.RenderLimits`), an unknown mode or
+    interpolation. Raised before anything is allocated; the message names the parameter."""
 
 
 class VoxelflowWarning(UserWarning):

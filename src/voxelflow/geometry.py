@@ -10,16 +10,20 @@ i.e. (j, i) spacing. RAS appears only at the NIfTI boundary (:func:`nifti_affine
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import ParameterError, RenderError
 
 __all__ = [
     "LPS_TO_RAS",
+    "Plane",
     "affine_from_dicom",
     "affine_spacing",
     "nifti_affine",
+    "rotation_matrix",
     "slice_normal",
 ]
 
@@ -89,3 +93,254 @@ def nifti_affine(affine: np.ndarray) -> np.ndarray:
     """
     reverse = np.eye(4)[:, [2, 1, 0, 3]]
     return LPS_TO_RAS @ np.asarray(affine, dtype=np.float64) @ reverse
+
+
+# Vectors a Plane takes as unit and orthogonal: tolerance on |v| - 1 and on dot products.
+_UNIT_TOLERANCE = 1e-6
+
+
+def _vector(value: Any, name: str) -> np.ndarray:
+    v = np.asarray(value, dtype=np.float64)
+    if v.shape != (3,) or not np.all(np.isfinite(v)):
+        raise RenderError(f"Plane: {name} must be 3 finite numbers (LPS mm), got {value!r}")
+    return v.copy()
+
+
+def _pair(value: Any, name: str, *, integer: bool) -> tuple[Any, Any]:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(2, float(arr))
+    if arr.shape != (2,) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise RenderError(
+            f"Plane: {name} must be a positive number or 2 positive numbers (rows, columns), "
+            f"got {value!r}"
+        )
+    if integer:
+        if np.any(arr != np.round(arr)):
+            raise RenderError(f"Plane: {name} must be whole numbers of pixels, got {value!r}")
+        return int(arr[0]), int(arr[1])
+    return float(arr[0]), float(arr[1])
+
+
+def rotation_matrix(axis: Sequence[float], degrees: float) -> np.ndarray:
+    """The 3 x 3 rotation by `degrees` about `axis` (right-hand rule, LPS), Rodrigues' formula."""
+    a = _vector(axis, "axis")
+    norm = np.linalg.norm(a)
+    if norm == 0.0 or not np.isfinite(degrees):
+        raise RenderError(f"rotation: axis must be non-zero and the angle finite, got {axis!r}, {degrees!r}")
+    a = a / norm
+    theta = np.radians(float(degrees))
+    k = np.array([[0.0, -a[2], a[1]], [a[2], 0.0, -a[0]], [-a[1], a[0], 0.0]])
+    return np.eye(3) + np.sin(theta) * k + (1.0 - np.cos(theta)) * (k @ k)
+
+
+@dataclass(frozen=True, eq=False)
+class Plane:
+    """An image plane in the patient: where each output pixel lies, in LPS millimetres.
+
+    Attributes
+    ----------
+    center : (3,) float
+        LPS position (mm) of the image centre (between pixels when a side is even).
+    row : (3,) float
+        Unit vector along a row, the direction of increasing column index (DICOM's row cosine).
+    col : (3,) float
+        Unit vector down a column, the direction of increasing row index (column cosine).
+    spacing : (float, float)
+        Pixel spacing in mm, (between rows, between columns) as DICOM's Pixel Spacing.
+    size : (int, int)
+        Output (rows, columns).
+
+    Pixel ``(j, i)`` (row j, column i) lies at
+    ``center + (i - (columns - 1) / 2) * spacing[1] * row + (j - (rows - 1) / 2) * spacing[0] * col``.
+    The normal ``row x col`` points away from the viewer, into the screen, for the standard
+    views (axial seen from the feet: superior; coronal seen from the front: posterior; see the
+    constructors); slabs extend both ways.
+    """
+
+    center: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    spacing: tuple[float, float] = (1.0, 1.0)
+    size: tuple[int, int] = (512, 512)
+
+    def __post_init__(self) -> None:
+        center = _vector(self.center, "center")
+        row = _vector(self.row, "row")
+        col = _vector(self.col, "col")
+        for name, v in (("row", row), ("col", col)):
+            if abs(np.linalg.norm(v) - 1.0) > _UNIT_TOLERANCE:
+                raise RenderError(f"Plane: {name} must be a unit vector, got {list(v)} (length {np.linalg.norm(v):.6g})")
+        if abs(float(row @ col)) > _UNIT_TOLERANCE:
+            raise RenderError(f"Plane: row {list(row)} and col {list(col)} must be orthogonal")
+        object.__setattr__(self, "center", center)
+        object.__setattr__(self, "row", row)
+        object.__setattr__(self, "col", col)
+        object.__setattr__(self, "spacing", _pair(self.spacing, "spacing", integer=False))
+        object.__setattr__(self, "size", _pair(self.size, "size", integer=True))
+
+    def __repr__(self) -> str:
+        def fmt(v: np.ndarray) -> str:
+            return "(" + ", ".join(f"{x:.6g}" for x in v) + ")"
+
+        return (
+            f"Plane(center={fmt(self.center)}, row={fmt(self.row)}, col={fmt(self.col)}, "
+            f"spacing={self.spacing}, size={self.size})"
+        )
+
+    @property
+    def normal(self) -> np.ndarray:
+        """``row x col``: the direction slabs and projections step along."""
+        n = np.cross(self.row, self.col)
+        return n / np.linalg.norm(n)
+
+    @property
+    def origin(self) -> np.ndarray:
+        """LPS position of pixel (0, 0)."""
+        rows, cols = self.size
+        return (
+            self.center
+            - (cols - 1) / 2.0 * self.spacing[1] * self.row
+            - (rows - 1) / 2.0 * self.spacing[0] * self.col
+        )
+
+    @property
+    def affine(self) -> np.ndarray:
+        """The 4 x 4 map of ``[s, j, i, 1]`` to LPS: pixel (j, i), ``s`` mm along the normal.
+
+        The same convention as :attr:`voxelflow.Volume.affine`, so a plane is the grid of a
+        one-slice volume.
+        """
+        a = np.eye(4)
+        a[:3, 0] = self.normal
+        a[:3, 1] = self.col * self.spacing[0]
+        a[:3, 2] = self.row * self.spacing[1]
+        a[:3, 3] = self.origin
+        return a
+
+    def positions(self) -> np.ndarray:
+        """The LPS position of every pixel, shape (rows, columns, 3)."""
+        rows, cols = self.size
+        j, i = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64), indexing="ij")
+        a = self.affine
+        return a[:3, 3] + j[..., None] * a[:3, 1] + i[..., None] * a[:3, 2]
+
+    def replace(self, **changes: Any) -> Plane:
+        """This plane with some attributes changed (``center``, ``spacing``, ``size`` ...)."""
+        fields = {"center": self.center, "row": self.row, "col": self.col, "spacing": self.spacing, "size": self.size}
+        fields.update(changes)
+        return Plane(**fields)
+
+    def shifted(self, mm: float) -> Plane:
+        """This plane moved `mm` along its normal (scrolling through a stack of MPRs)."""
+        return self.replace(center=self.center + float(mm) * self.normal)
+
+    def rotated(self, axis: Sequence[float], degrees: float, about: Sequence[float] | None = None) -> Plane:
+        """This plane rotated by `degrees` about the line through `about` (default: its centre)
+        along `axis` (LPS, right-hand rule)."""
+        r = rotation_matrix(axis, degrees)
+        pivot = self.center if about is None else _vector(about, "about")
+        return self.replace(
+            center=pivot + r @ (self.center - pivot), row=r @ self.row, col=r @ self.col
+        )
+
+    # -- constructors --------------------------------------------------------------------
+
+    @classmethod
+    def _standard(
+        cls,
+        row: Sequence[float],
+        col: Sequence[float],
+        center: Any,
+        spacing: Any,
+        size: Any,
+    ) -> Plane:
+        row_v = np.asarray(row, dtype=np.float64)
+        col_v = np.asarray(col, dtype=np.float64)
+        if hasattr(center, "affine") and hasattr(center, "shape"):
+            return _fit_volume(cls, row_v, col_v, center, spacing, size)
+        return cls(
+            center=_vector(center, "center"),
+            row=row_v,
+            col=col_v,
+            spacing=1.0 if spacing is None else spacing,
+            size=512 if size is None else size,
+        )
+
+    @classmethod
+    def axial(cls, center: Any, *, spacing: Any = None, size: Any = None) -> Plane:
+        """The transverse plane through `center` (LPS mm, or a Volume: see below), seen from
+        the feet: columns go to the patient's left, rows to posterior, normal superior.
+
+        With a Volume for `center`, the plane passes through the voxel centre nearest the
+        volume's centre along the normal, and defaults to the volume's smallest spacing and a
+        size that covers the volume (pixels on voxel centres for an axial volume). Otherwise
+        spacing defaults to 1 mm and size to 512 x 512.
+        """
+        return cls._standard((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), center, spacing, size)
+
+    @classmethod
+    def coronal(cls, center: Any, *, spacing: Any = None, size: Any = None) -> Plane:
+        """The coronal plane, seen from the front: columns to the patient's left, rows to
+        inferior, normal posterior (see :meth:`axial` for `center`, `spacing`, `size`)."""
+        return cls._standard((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), center, spacing, size)
+
+    @classmethod
+    def sagittal(cls, center: Any, *, spacing: Any = None, size: Any = None) -> Plane:
+        """The sagittal plane, seen from the patient's left: columns to posterior, rows to
+        inferior, normal to the patient's right (see :meth:`axial`)."""
+        return cls._standard((0.0, 1.0, 0.0), (0.0, 0.0, -1.0), center, spacing, size)
+
+    @classmethod
+    def oblique(
+        cls,
+        center: Any,
+        normal: Sequence[float],
+        *,
+        up: Sequence[float] | None = None,
+        spacing: Any = None,
+        size: Any = None,
+    ) -> Plane:
+        """The plane through `center` (a point or a Volume, as in :meth:`axial`) with the given
+        normal; `up` (default superior, or anterior when the normal is nearly superior) is the
+        direction shown at the top of the image, projected into the plane.
+
+        Raises
+        ------
+        RenderError
+            If `normal` is zero or not finite, or `up` is parallel to it.
+        """
+        n = _vector(normal, "normal")
+        length = np.linalg.norm(n)
+        if length == 0.0:
+            raise RenderError("Plane.oblique: normal must not be the zero vector")
+        n = n / length
+        if up is None:
+            up_v = np.array([0.0, 0.0, 1.0]) if abs(n[2]) < 0.9 else np.array([0.0, -1.0, 0.0])
+        else:
+            up_v = _vector(up, "up")
+        in_plane = up_v - (up_v @ n) * n
+        if np.linalg.norm(up_v) == 0.0 or np.linalg.norm(in_plane) < 1e-6 * np.linalg.norm(up_v):
+            raise RenderError(f"Plane.oblique: up {list(up_v)} is parallel to the normal {list(n)}")
+        col = -in_plane / np.linalg.norm(in_plane)
+        row = np.cross(col, n)
+        return cls._standard(row, col, center, spacing, size)
+
+
+def _fit_volume(cls: type[Plane], row: np.ndarray, col: np.ndarray, volume: Any, spacing: Any, size: Any) -> Plane:
+    affine = np.asarray(volume.affine, dtype=np.float64)
+    shape = np.array(volume.shape[-3:], dtype=np.float64)
+    normal = np.cross(row, col)
+    steps = affine[:3, :3]
+    # the volume axis most along the normal is snapped to a voxel centre, the others centred
+    along = int(np.argmax(np.abs(normal @ steps) / np.linalg.norm(steps, axis=0)))
+    index = (shape - 1.0) / 2.0
+    index[along] = np.floor(index[along])
+    center = affine[:3, :3] @ index + affine[:3, 3]
+    if spacing is None:
+        spacing = float(min(affine_spacing(affine)))
+    pix = _pair(spacing, "spacing", integer=False)
+    if size is None:
+        extent = np.abs(np.stack([row, col]) @ steps) @ (shape - 1.0)
+        size = (int(np.floor(extent[1] / pix[0] + 1e-6)) + 1, int(np.floor(extent[0] / pix[1] + 1e-6)) + 1)
+    return cls(center=center, row=row, col=col, spacing=pix, size=size)

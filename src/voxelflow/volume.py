@@ -12,7 +12,22 @@ import numpy as np
 from .errors import ParameterError
 from .geometry import affine_spacing, nifti_affine
 
-__all__ = ["Volume"]
+__all__ = ["StoredSource", "Volume"]
+
+
+@dataclass(frozen=True)
+class StoredSource:
+    """Where a lazily opened Volume lives: its store, key and pyramid level (``levels`` in all),
+    so renderers can switch to a coarser level of the same volume."""
+
+    store: Any
+    key: str
+    level: int
+    levels: int
+
+    def open(self, level: int) -> Volume:
+        """The same volume at another pyramid level."""
+        return self.store.open(self.key, level=level)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,11 +45,15 @@ class Volume:
         DICOM-derived facts: ``modality``, ``rescale`` ({"slope", "intercept"} or None when the
         values are already modality values), ``values`` ("stored" or "modality"), ``windows``,
         ``sop_instance_uids``, ``series_instance_uid``, ``findings``, ``axes`` ...
+    source : StoredSource or None
+        Set on a volume opened from a :class:`~voxelflow.VolumeStore`; None otherwise (and on
+        every volume derived from it, whose voxels are no longer the stored ones).
     """
 
     array: Any
     affine: np.ndarray
     meta: Mapping[str, Any] = field(default_factory=dict)
+    source: StoredSource | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         affine = np.asarray(self.affine, dtype=np.float64)

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from .apply import LUT_MAX_ENTRIES, display_lut, display_values, window
+from .apply import LUT_MAX_ENTRIES, display_lut, display_values, pipeline_for, window
 from .auto import auto_window
 from .pipeline import (
     AUTO_METHODS,
@@ -41,6 +41,7 @@ __all__ = [
     "display_lut",
     "display_values",
     "parse_window",
+    "pipeline_for",
     "preset",
     "render_frame",
     "voi_options",

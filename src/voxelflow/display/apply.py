@@ -387,7 +387,7 @@ def _meta_window(item: Any) -> Window:
     raise DisplayError(f"volume metadata window {item!r} is not (center, width[, explanation])")
 
 
-def _metadata_pipeline(data: Any) -> DisplayPipeline | None:
+def pipeline_for(data: Any) -> DisplayPipeline | None:
     """The pipeline a Volume-like object carries: ``.display``; or in ``.meta`` /
     ``.metadata``: ``"display"`` (a pipeline or its dict), else ``"rescale"`` ({"slope",
     "intercept"}, applied when ``"values"`` is "stored"), ``"windows"`` (the first is used),
@@ -528,7 +528,7 @@ def window(
     if not isinstance(data, np.ndarray) and not is_dask(data) and hasattr(data, "array"):
         array = data.array
         if base is None:
-            base = _metadata_pipeline(data)
+            base = pipeline_for(data)
     pipe = base if base is not None else DisplayPipeline()
     voi = _voi_override(center, width, function, preset, auto)
     if voi is not None:

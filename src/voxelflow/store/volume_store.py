@@ -27,7 +27,7 @@ from ..errors import (
     VolumeChangedError,
     VolumeNotFoundError,
 )
-from ..volume import Volume
+from ..volume import StoredSource, Volume
 from . import atomic
 from .checked_store import ChunkCheckedStore, folder_identity
 from .chunkwise import chunk_regions, copy_into, is_dask
@@ -376,7 +376,12 @@ class VolumeStore(Mapping[str, Volume]):
             entry = levels[int(level)]
             array = self._checked_array(folder, key, entry["path"], identity=identity)
             if identity is not None and folder_identity(folder) == identity:
-                return Volume(array, np.asarray(entry["affine"], dtype=np.float64), record["meta"])
+                return Volume(
+                    array,
+                    np.asarray(entry["affine"], dtype=np.float64),
+                    record["meta"],
+                    source=StoredSource(self, key, int(level), len(levels)),
+                )
         raise VolumeChangedError(
             f"volume store {self.path}: volume {key!r} keeps changing while opened"
         )

@@ -1,0 +1,153 @@
+"""Reading only what a view touches: the chunks of a stored volume that a slab intersects.
+
+A plane or slab samples the volume inside a parallelepiped of index space: the image of the
+box ``[0, S-1] x [0, H-1] x [0, W-1]`` of (sample, row, column) numbers under the 3 x 4 matrix
+that maps them to continuous (z, y, x) indices. Interpolation reads voxels up to ``support``
+voxels from a sample position (1 for linear, 2 for cubic), so a chunk is needed exactly when
+the parallelepiped meets the chunk's box grown by ``support`` on every side. For an oblique
+plane through a large volume that is a thin sheet of chunks, far fewer than its bounding box
+holds; the test is the separating axis theorem between two convex polytopes (the grown chunk
+box and the parallelepiped), evaluated for every chunk of the bounding box at once.
+
+The chunks found are read (in parallel: decompression releases the GIL) into a zero-filled
+array over the bounding box. Untouched chunks are never read and their pages never written:
+``numpy.zeros`` of a large array maps zero pages lazily, so memory grows with what is read.
+"""
+
+from __future__ import annotations
+
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .._threads import get_num_threads
+
+__all__ = ["Region", "parallelepiped", "read_region", "touched_chunks"]
+
+# Slack on the separating-axis comparisons: a chunk that merely grazes the sheet is read, never
+# the other way round.
+_EPS = 1e-6
+
+
+class Region(NamedTuple):
+    """Voxels of a volume copied into memory: ``data[z, y, x]`` is voxel
+    ``(z + offset[0], y + offset[1], x + offset[2])``; ``chunks_read`` counts the chunks read."""
+
+    data: np.ndarray
+    offset: tuple[int, int, int]
+    chunks_read: int
+
+
+def parallelepiped(matrix: np.ndarray, extent: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(corner, edges): the sampled region's corner (index of sample (0, 0, 0)) and its three
+    edge vectors (rows of a 3 x 3 array), in continuous index space."""
+    m = np.asarray(matrix, dtype=np.float64)
+    edges = np.stack([m[:, a] * (n - 1) for a, n in enumerate(extent)])
+    return m[:, 3].copy(), edges
+
+
+def _bounds(corner: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    corners = corner + np.array(list(itertools.product((0, 1), repeat=3)), np.float64) @ edges
+    return corners.min(axis=0), corners.max(axis=0)
+
+
+def index_box(
+    matrix: np.ndarray, extent: tuple[int, int, int], shape: tuple[int, ...], support: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """[lo, hi) voxel box (clipped to the volume) that every read falls in, or None if the
+    region misses the volume."""
+    lo, hi = _bounds(*parallelepiped(matrix, extent))
+    n = np.array(shape[-3:], dtype=np.int64)
+    start = np.maximum(np.floor(lo - support - _EPS).astype(np.int64), 0)
+    stop = np.minimum(np.ceil(hi + support + _EPS).astype(np.int64) + 1, n)
+    if np.any(start >= stop):
+        return None
+    return start, stop
+
+
+def touched_chunks(
+    matrix: np.ndarray,
+    extent: tuple[int, int, int],
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    support: float,
+) -> np.ndarray:
+    """Chunk indices (n x 3, C order) whose voxels lie within `support` of the sampled region."""
+    box = index_box(matrix, extent, shape, support)
+    if box is None:
+        return np.zeros((0, 3), np.int64)
+    start, stop = box
+    c = np.array(chunks[-3:], dtype=np.int64)
+    grids = [np.arange(a // s, (b - 1) // s + 1) for a, b, s in zip(start, stop, c)]
+    index = np.stack(np.meshgrid(*grids, indexing="ij"), axis=-1).reshape(-1, 3)
+    # chunk boxes in index space, grown by the support
+    low = index * c - support
+    high = np.minimum((index + 1) * c, np.array(shape[-3:])) - 1 + support
+    centre_b = (low + high) / 2.0
+    half_b = (high - low) / 2.0
+    corner, edges = parallelepiped(matrix, extent)
+    centre_p = corner + edges.sum(axis=0) / 2.0
+    axes = [np.eye(3)[k] for k in range(3)]
+    nonzero = [e for e in edges if np.linalg.norm(e) > 0]
+    for a, b in itertools.combinations(nonzero, 2):
+        axes.append(np.cross(a, b))
+    for e in nonzero:
+        axes.extend(np.cross(np.eye(3)[k], e) for k in range(3))
+    keep = np.ones(len(index), bool)
+    for axis in axes:
+        norm = np.linalg.norm(axis)
+        if norm < 1e-12:
+            continue
+        axis = axis / norm
+        radius_p = 0.5 * np.abs(edges @ axis).sum()
+        radius_b = half_b @ np.abs(axis)
+        distance = np.abs((centre_b - centre_p) @ axis)
+        keep &= distance <= radius_p + radius_b + _EPS
+    return index[keep]
+
+
+def read_region(
+    array: Any,
+    matrix: np.ndarray,
+    extent: tuple[int, int, int],
+    support: float,
+    *,
+    threads: int | None = None,
+) -> Region | None:
+    """The voxels a sampling of `array` under `matrix` may read, or None if it misses the volume.
+
+    A numpy array is used as it is (offset 0). A dask array computes its bounding box. A zarr
+    (or other chunked) array reads only the chunks :func:`touched_chunks` finds.
+    """
+    shape = tuple(int(n) for n in array.shape[-3:])
+    if isinstance(array, np.ndarray):
+        return Region(array, (0, 0, 0), 0)
+    box = index_box(matrix, extent, shape, support)
+    if box is None:
+        return None
+    start, stop = box
+    if hasattr(array, "dask"):
+        region = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
+        return Region(np.asarray(array[region].compute()), tuple(int(a) for a in start), 0)  # type: ignore[arg-type]
+    chunks = tuple(int(c) for c in array.chunks[-3:])
+    index = touched_chunks(matrix, extent, shape, chunks, support)
+    data = np.zeros(tuple(int(b - a) for a, b in zip(start, stop)), dtype=np.dtype(array.dtype))
+    c = np.array(chunks)
+
+    def read(chunk: np.ndarray) -> None:
+        lo = np.maximum(chunk * c, start)
+        hi = np.minimum((chunk + 1) * c, stop)
+        source = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        target = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(lo, hi, start))
+        data[target] = array[source]
+
+    workers = max(1, 2 * (threads or get_num_threads()))
+    if len(index) <= 1 or workers == 1:
+        for chunk in index:
+            read(chunk)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(read, index))
+    return Region(data, tuple(int(a) for a in start), len(index))  # type: ignore[arg-type]
