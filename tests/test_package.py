@@ -102,3 +102,17 @@ def test_demo(tmp_path):
         assert image.shape == (64, 64) and image.min() < 80 and image.max() - image.min() > 100
     assert "1 volume(s), 0 failure(s)" in result.stdout
     assert "resampled to isotropic spacing" in result.stdout
+    # the rendering step: MPRs and a slab MIP of the stored volume, and a rotating MIP
+    for name in ("mpr_axial", "mpr_coronal", "mpr_sagittal", "slab_mip_oblique_20mm"):
+        png = tmp_path / f"{name}.png"
+        assert png.exists() and str(png) in result.stdout
+        with Image.open(png) as image:
+            pixels = np.asarray(image)
+        assert image.format == "PNG" and pixels.dtype == np.uint8 and pixels.ndim == 2
+        assert pixels.max() - pixels.min() > 50  # structure, not a blank image
+    gif = tmp_path / "rotating_mip.gif"
+    assert gif.exists() and str(gif) in result.stdout
+    from voxelflow.demo import DEMO_VIEWS
+
+    with Image.open(gif) as image:
+        assert image.format == "GIF" and image.n_frames == DEMO_VIEWS and image.info.get("loop") == 0
