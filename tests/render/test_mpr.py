@@ -12,7 +12,7 @@ import scipy.ndimage as ndi
 
 import voxelflow
 from voxelflow import Plane, Slab
-from voxelflow.errors import RenderError
+from voxelflow.errors import MissingChunkError, RenderError
 from voxelflow.render import RenderLimits
 from voxelflow.render.chunks import touched_chunks
 from voxelflow.store import VolumeStore
@@ -241,6 +241,23 @@ def test_stored_volume_reads_only_the_chunks_the_plane_touches(stored, chunk_log
     assert len(read) == len(chunk_log)  # each chunk read once
     total = np.prod(np.ceil(np.array(volume.shape) / 8))
     assert len(read) < 0.25 * total
+
+
+def test_missing_chunk_in_the_view_names_it(tmp_path) -> None:
+    shape = (16, 16, 16)
+    data = np.arange(np.prod(shape), dtype=np.int16).reshape(shape)
+    store = VolumeStore(tmp_path)
+    store.write("v", Volume(data, _axial_affine(shape), {"modality": "CT"}), chunks=(8, 8, 8), pyramid=False)
+    (tmp_path / "v" / "0" / "c" / "1" / "0" / "1").unlink()
+    volume = store.open("v")
+    centre = _voxel(volume, (11.0, 7.5, 7.5))
+    with pytest.raises(MissingChunkError, match=r"chunk \(1, 0, 1\)"):
+        voxelflow.mpr(volume, Plane.axial(centre, spacing=1.0, size=(16, 16)))
+    # a view that does not touch the lost chunk still renders
+    elsewhere = Plane.axial(_voxel(volume, (3.0, 7.5, 7.5)), spacing=1.0, size=(16, 16))
+    expected = voxelflow.mpr(volume.with_array(data), elsewhere)
+    assert np.isfinite(expected).any()
+    np.testing.assert_array_equal(voxelflow.mpr(volume, elsewhere), expected)
 
 
 def test_touched_chunks_of_a_thin_diagonal_sheet_are_few() -> None:

@@ -16,6 +16,7 @@ array over the bounding box. Untouched chunks are never read and their pages nev
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -108,6 +109,43 @@ def touched_chunks(
     return index[keep]
 
 
+def _chunk_box(
+    chunk: np.ndarray, chunks: np.ndarray, start: np.ndarray, stop: np.ndarray
+) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """(selection in the volume, selection in the region array) of one chunk, clipped."""
+    lo = np.maximum(chunk * chunks, start)
+    hi = np.minimum((chunk + 1) * chunks, stop)
+    source = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    target = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(lo, hi, start))
+    return source, target
+
+
+def _read_concurrently(
+    array: Any, boxes: list[tuple[tuple[slice, ...], tuple[slice, ...]]], data: np.ndarray
+) -> bool:
+    """Read the chunks of a zarr v3 array as one batch of concurrent requests on zarr's own
+    event loop; False where `array` is not one (the caller then uses threads).
+
+    Why: each synchronous ``array[...]`` is a round trip to zarr's event loop thread that
+    serialises on the GIL; one gathered batch lets zarr overlap I/O and decompression, measured
+    1.6x faster for 132 chunks of 64^3 int16 than a thread pool of synchronous reads.
+    """
+    reader = getattr(array, "async_array", None)
+    if reader is None or len(boxes) <= 1:
+        return False
+    try:
+        from zarr.core.sync import sync
+    except ImportError:
+        return False
+
+    async def gather() -> list[Any]:
+        return await asyncio.gather(*(reader.getitem(source) for source, _ in boxes))
+
+    for (_, target), values in zip(boxes, sync(gather())):
+        data[target] = values
+    return True
+
+
 def read_region(
     array: Any,
     matrix: np.ndarray,
@@ -136,18 +174,17 @@ def read_region(
     data = np.zeros(tuple(int(b - a) for a, b in zip(start, stop)), dtype=np.dtype(array.dtype))
     c = np.array(chunks)
 
-    def read(chunk: np.ndarray) -> None:
-        lo = np.maximum(chunk * c, start)
-        hi = np.minimum((chunk + 1) * c, stop)
-        source = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-        target = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(lo, hi, start))
+    def read(box: tuple[tuple[slice, ...], tuple[slice, ...]]) -> None:
+        source, target = box
         data[target] = array[source]
 
-    workers = max(1, 2 * (threads or get_num_threads()))
-    if len(index) <= 1 or workers == 1:
-        for chunk in index:
-            read(chunk)
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(read, index))
+    boxes = [_chunk_box(chunk, c, start, stop) for chunk in index]
+    if not _read_concurrently(array, boxes, data):
+        workers = max(1, 2 * (threads or get_num_threads()))
+        if len(boxes) <= 1 or workers == 1:
+            for box in boxes:
+                read(box)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(read, boxes))
     return Region(data, tuple(int(a) for a in start), len(index))  # type: ignore[arg-type]

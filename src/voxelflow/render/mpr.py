@@ -190,7 +190,7 @@ def _kernel_source(region: Region, order: int) -> np.ndarray:
         from ..kernels.reference.resample import bspline_prefilter
 
         return bspline_prefilter(data)
-    if data.dtype.byteorder not in "=|":
+    if not data.dtype.isnative:
         data = data.astype(data.dtype.newbyteorder("="))
     if data.dtype == np.float16:
         data = data.astype(np.float32)

@@ -474,7 +474,7 @@ def _reduce_axis(array: Any, axis: int, mode: str, backend: str | None) -> np.nd
 
 
 def _kernel_array(data: np.ndarray) -> np.ndarray:
-    if data.dtype.byteorder not in "=|":
+    if not data.dtype.isnative:
         data = data.astype(data.dtype.newbyteorder("="))
     if data.dtype == np.float16:
         data = data.astype(np.float32)
