@@ -34,3 +34,15 @@ ctypedef fused voxel_t:
     int32_t
     float
     double
+
+# The output dtypes of the volume kernels: the same set as voxel_t, as a second fused type so
+# a kernel's input and output dtypes vary apart.
+ctypedef fused store_t:
+    uint8_t
+    int8_t
+    uint16_t
+    int16_t
+    uint32_t
+    int32_t
+    float
+    double

@@ -27,7 +27,8 @@ import numpy as np
 from cython.parallel cimport prange
 from libc.stdint cimport int8_t, int16_t, int32_t, uint8_t, uint16_t, uint32_t
 
-from fused cimport voxel_t
+from fused cimport store_t, voxel_t
+from interp cimport bspline_weights, clamp_index, floor_fast, fold_mirror, rint_fast, store_row
 
 from voxelflow.kernels.reference.render import (
     check_project_axis,
@@ -228,17 +229,6 @@ cdef extern from *:
                       double, double, Py_ssize_t, Py_ssize_t, double*) noexcept nogil
     void vf_reduce(int, const double*, double*, double*, Py_ssize_t, Py_ssize_t) noexcept nogil
 
-# The output dtypes: the same set as voxel_t, as a second fused type so src and out vary apart.
-ctypedef fused store_t:
-    uint8_t
-    int8_t
-    uint16_t
-    int16_t
-    uint32_t
-    int32_t
-    float
-    double
-
 # The reference module's mode codes (MODES).
 cdef enum:
     MODE_MAX = 0
@@ -246,9 +236,6 @@ cdef enum:
     MODE_SUM = 2
     MODE_MEAN = 3
 
-# (v + 1.5 * 2**52) - 1.5 * 2**52 rounds v to the nearest integer, ties to even, for |v| < 2**51
-# in the default rounding mode: numpy.rint's result, vectorisable on SSE2 (nearbyint is a call).
-cdef double ROUND_MAGIC = 6755399441055744.0
 cdef double INF = float("inf")
 # Volumes below this many voxels index with 32-bit offsets in the C loops.
 cdef Py_ssize_t INT32_LIMIT = 2**31 - 1
@@ -265,68 +252,11 @@ cdef Py_ssize_t POINT_CHUNK = 1024
 cdef Py_ssize_t TILE = 16384
 
 
-cdef inline double floor_fast(double p) noexcept nogil:
-    """floor(p) for |p| < 2**62 up to the sign of zero; a truncating convert and a compare (libm's
-    floor is a call on baseline x86-64)."""
-    cdef double f = <double><Py_ssize_t>p
-    return f - 1.0 if p < f else f
-
-
 cdef inline double frac(double p, double f) noexcept nogil:
     """p - floor(p) as the reference computes it: never -0.0 (at p = -0.0 the reference's floor
     is -0.0 and the difference +0.0; floor_fast's +0.0 would give -0.0). x + 0.0 is x for every
     other x, so the addition only canonicalises the zero."""
     return (p - f) + 0.0
-
-
-cdef inline Py_ssize_t clamp_index(Py_ssize_t v, Py_ssize_t hi) noexcept nogil:
-    if v < 0:
-        return 0
-    return hi if v > hi else v
-
-
-cdef inline Py_ssize_t fold_mirror(Py_ssize_t m, Py_ssize_t n) noexcept nogil:
-    """m reflected about the edge centres (d c b | a b c d | c b a)."""
-    cdef Py_ssize_t period
-    if n == 1:
-        return 0
-    period = 2 * n - 2
-    if m < 0:
-        m = -m
-    m = m % period
-    return period - m if m >= n else m
-
-
-cdef inline void bspline_weights(double t, double* w) noexcept nogil:
-    cdef double t2 = t * t
-    cdef double t3 = t2 * t
-    cdef double u = 1.0 - t
-    cdef double u2 = u * u
-    cdef double u3 = u2 * u
-    w[0] = u3 / 6.0
-    w[1] = (2.0 / 3.0 - t2) + 0.5 * t3
-    w[2] = (2.0 / 3.0 - u2) + 0.5 * u3
-    w[3] = t3 / 6.0
-
-
-cdef inline void store_row(const double* buf, store_t* out, Py_ssize_t n, double lo,
-                           double hi) noexcept nogil:
-    """The store rule: floats rounded once; integers rint, saturated, NaN -> 0."""
-    cdef Py_ssize_t i
-    cdef double v
-    if store_t is float or store_t is double:
-        for i in range(n):
-            out[i] = <store_t>buf[i]
-    else:
-        for i in range(n):
-            v = buf[i]
-            if v != v:
-                v = 0.0
-            elif v < lo:
-                v = lo
-            elif v > hi:
-                v = hi
-            out[i] = <store_t>((v + ROUND_MAGIC) - ROUND_MAGIC)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -695,7 +625,7 @@ cdef inline void store_acc(const voxel_t* acc, store_t* out, Py_ssize_t n, doubl
                 v = lo
             elif v > hi:
                 v = hi
-            out[i] = <store_t>((v + ROUND_MAGIC) - ROUND_MAGIC)
+            out[i] = <store_t>rint_fast(v)
 
 
 cdef inline voxel_t max_step(voxel_t acc, voxel_t v) noexcept nogil:

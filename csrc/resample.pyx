@@ -17,20 +17,10 @@ import numpy as np
 from cython.parallel cimport prange
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t
 
-from fused cimport voxel_t
+from fused cimport store_t, voxel_t
+from interp cimport bspline_weights, clamp_index, floor_fast, fold_mirror, store_row
 
 from voxelflow.kernels.reference.resample import check_sample_affine, check_sample_axis, row_blocks
-
-# The output dtypes: the same set as voxel_t, as a second fused type so src and out vary apart.
-ctypedef fused store_t:
-    uint8_t
-    int8_t
-    uint16_t
-    int16_t
-    uint32_t
-    int32_t
-    float
-    double
 
 # The interior of a linear row for 16-bit input, in SSE2 where the compiler has it (every
 # x86-64): the two x-neighbours of a voxel are adjacent, so one 32-bit load and one packed
@@ -94,48 +84,6 @@ cdef extern from *:
                          double by, double bx, double sz, double sy, double sx, Py_ssize_t lo,
                          Py_ssize_t hi, double* buf) noexcept nogil
 
-# (v + 1.5 * 2**52) - 1.5 * 2**52 rounds v to the nearest integer, ties to even, for |v| < 2**51
-# in the default rounding mode: numpy.rint's result, vectorisable on SSE2 (nearbyint is a call).
-cdef double ROUND_MAGIC = 6755399441055744.0
-
-
-cdef inline double floor_fast(double p) noexcept nogil:
-    """floor(p) for |p| < 2**62, exactly; a truncating convert and a compare (libm's floor is a
-    call on baseline x86-64, which has no SSE4.1 round instruction)."""
-    cdef double f = <double><Py_ssize_t>p
-    return f - 1.0 if p < f else f
-
-
-cdef inline Py_ssize_t clamp_index(Py_ssize_t v, Py_ssize_t hi) noexcept nogil:
-    if v < 0:
-        return 0
-    return hi if v > hi else v
-
-
-cdef inline Py_ssize_t fold_mirror(Py_ssize_t m, Py_ssize_t n) noexcept nogil:
-    """m reflected about the edge centres (d c b | a b c d | c b a)."""
-    cdef Py_ssize_t period
-    if n == 1:
-        return 0
-    period = 2 * n - 2
-    if m < 0:
-        m = -m
-    m = m % period
-    return period - m if m >= n else m
-
-
-cdef inline void bspline_weights(double t, double* w) noexcept nogil:
-    cdef double t2 = t * t
-    cdef double t3 = t2 * t
-    cdef double u = 1.0 - t
-    cdef double u2 = u * u
-    cdef double u3 = u2 * u
-    w[0] = u3 / 6.0
-    w[1] = (2.0 / 3.0 - t2) + 0.5 * t3
-    w[2] = (2.0 / 3.0 - u2) + 0.5 * u3
-    w[3] = t3 / 6.0
-
-
 # Lanczos-3: see the reference docstring; the same constants, the same operations.
 cdef enum:
     LANCZOS = 6
@@ -181,24 +129,6 @@ cdef inline void lanczos_weights(double t, double* w) noexcept nogil:
         total = total + w[d]
     for d in range(6):
         w[d] = w[d] / total
-
-
-cdef inline void store_row(const double* buf, store_t* out, Py_ssize_t n, double lo,
-                           double hi) noexcept nogil:
-    """The store rule: floats rounded once; integers rint, saturated, NaN -> 0."""
-    cdef Py_ssize_t i
-    cdef double v
-    if store_t is float or store_t is double:
-        for i in range(n):
-            out[i] = <store_t>buf[i]
-    else:
-        # selects rather than branches, so the compiler vectorises the loop
-        for i in range(n):
-            v = buf[i]
-            v = v if v == v else 0.0
-            v = lo if v < lo else v
-            v = hi if v > hi else v
-            out[i] = <store_t>((v + ROUND_MAGIC) - ROUND_MAGIC)
 
 
 cdef void row_nearest(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t nx,
