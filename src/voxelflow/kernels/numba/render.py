@@ -28,7 +28,7 @@ from ..reference.render import (
     check_sample_slab,
 )
 from .config import JIT, PARALLEL_JIT, apply_num_threads
-from .resample import _bspline_weights, _clamp, _fold_mirror, _store_bounds, store_row
+from .resample import _sample_cubic, _sample_linear, _sample_nearest, _store_bounds, store_row
 
 __all__ = ["project_axis", "sample_points", "sample_slab"]
 
@@ -46,58 +46,6 @@ BLOCK = 32
 
 # ---------------------------------------------------------------------------------------------
 # One sample at an inside position
-
-
-@njit(**JIT)
-def _sample_nearest(src, pz, py, px):  # type: ignore[no-untyped-def]
-    nz, ny, nx = src.shape
-    z = _clamp(int(np.floor(pz + 0.5)), nz - 1)
-    y = _clamp(int(np.floor(py + 0.5)), ny - 1)
-    x = _clamp(int(np.floor(px + 0.5)), nx - 1)
-    return float(src[z, y, x])
-
-
-@njit(**JIT)
-def _sample_linear(src, pz, py, px):  # type: ignore[no-untyped-def]
-    nz, ny, nx = src.shape
-    fz, fy, fx = np.floor(pz), np.floor(py), np.floor(px)
-    tz, ty, tx = pz - fz, py - fy, px - fx
-    z0, y0, x0 = int(fz), int(fy), int(fx)
-    z1, y1, x1 = _clamp(z0 + 1, nz - 1), _clamp(y0 + 1, ny - 1), _clamp(x0 + 1, nx - 1)
-    z0, y0, x0 = _clamp(z0, nz - 1), _clamp(y0, ny - 1), _clamp(x0, nx - 1)
-    c00 = (1.0 - tx) * float(src[z0, y0, x0]) + tx * float(src[z0, y0, x1])
-    c01 = (1.0 - tx) * float(src[z0, y1, x0]) + tx * float(src[z0, y1, x1])
-    c10 = (1.0 - tx) * float(src[z1, y0, x0]) + tx * float(src[z1, y0, x1])
-    c11 = (1.0 - tx) * float(src[z1, y1, x0]) + tx * float(src[z1, y1, x1])
-    c0 = (1.0 - ty) * c00 + ty * c01
-    c1 = (1.0 - ty) * c10 + ty * c11
-    return (1.0 - tz) * c0 + tz * c1
-
-
-@njit(**JIT)
-def _sample_cubic(src, pz, py, px, w, idx):  # type: ignore[no-untyped-def]
-    nz, ny, nx = src.shape
-    fz, fy, fx = np.floor(pz), np.floor(py), np.floor(px)
-    _bspline_weights(pz - fz, w[0])
-    _bspline_weights(py - fy, w[1])
-    _bspline_weights(px - fx, w[2])
-    z0, y0, x0 = int(fz), int(fy), int(fx)
-    for a in range(4):
-        idx[0, a] = _fold_mirror(z0 + a - 1, nz)
-        idx[1, a] = _fold_mirror(y0 + a - 1, ny)
-        idx[2, a] = _fold_mirror(x0 + a - 1, nx)
-    vz = 0.0
-    for c in range(4):
-        vy = 0.0
-        for b in range(4):
-            row = src[idx[0, c], idx[1, b]]
-            vx = w[2, 0] * float(row[idx[2, 0]])
-            vx = vx + w[2, 1] * float(row[idx[2, 1]])
-            vx = vx + w[2, 2] * float(row[idx[2, 2]])
-            vx = vx + w[2, 3] * float(row[idx[2, 3]])
-            vy = w[1, b] * vx if b == 0 else vy + w[1, b] * vx
-        vz = w[0, c] * vy if c == 0 else vz + w[0, c] * vy
-    return vz
 
 
 @njit(**JIT)

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..._threads import parallel_threads
 from ...errors import ParameterError
-from .resample import SAMPLE_DTYPES, TAPS, _check_order, axis_taps, store
+from .resample import SAMPLE_DTYPES, TAPS, _check_order, inside_mask, interpolate, store
 from .unpack import check_array, check_disjoint, check_integer
 
 __all__ = [
@@ -214,34 +214,6 @@ def check_sample_points(src: Any, coords: Any, out: Any, order: Any, cval: Any) 
     cval_ = _check_cval(cval, kernel)
     threads = parallel_threads(_sample_work(out.size, order_))
     return PointsPlan(src, coords.reshape(-1, 3), out.reshape(-1), order_, cval_, threads)
-
-
-def inside_mask(shape: tuple[int, ...], p: list[np.ndarray]) -> np.ndarray:
-    """Where positions `p` (one array per axis, z, y, x) lie inside a volume of `shape`."""
-    inside = np.ones(np.shape(p[0]), bool)
-    for a in range(3):
-        inside &= (p[a] >= -0.5) & (p[a] <= shape[a] - 0.5)
-    return inside
-
-
-def interpolate(src: np.ndarray, pts: list[np.ndarray], order: int) -> np.ndarray:
-    """float64 values of `src` at inside positions `pts` (1-D arrays z, y, x), by the taps and
-    summation order of ``sample_affine``."""
-    (iz, wz), (iy, wy), (ix, wx) = (axis_taps(pts[a], src.shape[a], order) for a in range(3))
-    n_taps = iz.shape[1]
-    value = np.zeros(pts[0].size)
-    for c in range(n_taps):
-        vz = np.zeros(pts[0].size)
-        for b in range(n_taps):
-            vy = np.zeros(pts[0].size)
-            for a in range(n_taps):
-                term = wx[:, a] * src[iz[:, c], iy[:, b], ix[:, a]].astype(np.float64)
-                vy = term if a == 0 else vy + term
-            term = wy[:, b] * vy
-            vz = term if b == 0 else vz + term
-        term = wz[:, c] * vz
-        value = term if c == 0 else value + term
-    return value
 
 
 def _reduce(mode: int, acc: np.ndarray, v: np.ndarray, where: np.ndarray | bool) -> np.ndarray:

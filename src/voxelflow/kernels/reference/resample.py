@@ -63,6 +63,8 @@ __all__ = [
     "bspline_prefilter",
     "check_sample_affine",
     "check_sample_axis",
+    "inside_mask",
+    "interpolate",
     "lanczos_weights",
     "row_blocks",
     "sample_affine",
@@ -297,6 +299,34 @@ def axis_taps(p: np.ndarray, n: int, order: int) -> tuple[np.ndarray, np.ndarray
     return idx, np.stack(bspline_weights(t), axis=1)
 
 
+def inside_mask(shape: tuple[int, ...], p: list[np.ndarray]) -> np.ndarray:
+    """Where positions `p` (one array per axis, z, y, x) lie inside a volume of `shape`."""
+    inside = np.ones(np.shape(p[0]), bool)
+    for a in range(3):
+        inside &= (p[a] >= -0.5) & (p[a] <= shape[a] - 0.5)
+    return inside
+
+
+def interpolate(src: np.ndarray, pts: list[np.ndarray], order: int) -> np.ndarray:
+    """float64 values of `src` at inside positions `pts` (1-D arrays z, y, x), by the taps and
+    summation order of ``sample_affine``."""
+    (iz, wz), (iy, wy), (ix, wx) = (axis_taps(pts[a], src.shape[a], order) for a in range(3))
+    n_taps = iz.shape[1]
+    value = np.zeros(pts[0].size)
+    for c in range(n_taps):
+        vz = np.zeros(pts[0].size)
+        for b in range(n_taps):
+            vy = np.zeros(pts[0].size)
+            for a in range(n_taps):
+                term = wx[:, a] * src[iz[:, c], iy[:, b], ix[:, a]].astype(np.float64)
+                vy = term if a == 0 else vy + term
+            term = wy[:, b] * vy
+            vz = term if b == 0 else vz + term
+        term = wz[:, c] * vz
+        value = term if c == 0 else value + term
+    return value
+
+
 def sample_affine(
     src: np.ndarray, matrix: np.ndarray, out: np.ndarray, order: int, cval: float
 ) -> None:
@@ -330,25 +360,8 @@ def sample_affine(
     i = np.arange(shape[2], dtype=np.float64)[None, None, :]
     full = np.zeros(shape)
     p = [((m[a, 0] * k + m[a, 1] * j) + m[a, 3]) + m[a, 2] * i + full for a in range(3)]
-    inside = np.ones(shape, bool)
-    for a in range(3):
-        inside &= (p[a] >= -0.5) & (p[a] <= s.shape[a] - 0.5)
-    pts = [pa[inside] for pa in p]
-    taps = [axis_taps(pts[a], s.shape[a], plan.order) for a in range(3)]
-    (iz, wz), (iy, wy), (ix, wx) = taps
-    n_taps = iz.shape[1]
-    value = np.zeros(pts[0].size)
-    for c in range(n_taps):
-        vz = np.zeros(pts[0].size)
-        for b in range(n_taps):
-            vy = np.zeros(pts[0].size)
-            for a in range(n_taps):
-                term = wx[:, a] * s[iz[:, c], iy[:, b], ix[:, a]].astype(np.float64)
-                vy = term if a == 0 else vy + term
-            term = wy[:, b] * vy
-            vz = term if b == 0 else vz + term
-        term = wz[:, c] * vz
-        value = term if c == 0 else value + term
+    inside = inside_mask(s.shape, p)
+    value = interpolate(s, [pa[inside] for pa in p], plan.order)
     result = np.full(shape, plan.cval)
     result[inside] = value
     store(result, plan.out)
