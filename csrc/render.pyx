@@ -28,7 +28,16 @@ from cython.parallel cimport prange
 from libc.stdint cimport int8_t, int16_t, int32_t, uint8_t, uint16_t, uint32_t
 
 from fused cimport store_t, voxel_t
-from interp cimport bspline_weights, clamp_index, floor_fast, fold_mirror, rint_fast, store_row
+from interp cimport (
+    INT32_LIMIT,
+    bspline_weights,
+    clamp_index,
+    floor_fast,
+    fold_mirror,
+    linear_interior,
+    rint_fast,
+    store_row,
+)
 
 from voxelflow.kernels.reference.render import (
     check_project_axis,
@@ -36,160 +45,14 @@ from voxelflow.kernels.reference.render import (
     check_sample_slab,
 )
 
-# The clamp-free linear loop, in C so that it can be compiled for several targets (the
-# baseline, AVX2 and AVX-512, the CPU picking one at load time, as csrc/window.pyx does) and in
-# three stages the compiler vectorises around the one that cannot be: positions, fractions and
-# offsets of a block of pixels (vector), the 8 neighbours' loads (scalar), the 7 lerps
-# (vector). Each pixel's arithmetic is the reference's, operation for operation; the vector
-# lanes round exactly as the scalar ones. Offsets are 32-bit: volumes of 2**31 voxels or more
-# take the Cython loop.
+# One sample row folded into the slab accumulators (the reference's reduction step), in C for
+# the multi-target build of interp.pxd's linear loop (whose header defines VF_CLONES).
 cdef extern from *:
     """
-    #if defined(__clang__)
-    #pragma STDC FP_CONTRACT OFF
-    #elif defined(__GNUC__)
-    #pragma GCC optimize ("fp-contract=off", "no-trapping-math")
-    #endif
-
-    #if defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
-    #if __has_attribute(target_clones)
-    #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-    #define VF_RENDER_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
-    #else
-    #define VF_RENDER_CLONES __attribute__((target_clones("avx2", "default")))
-    #endif
-    #endif
-    #endif
-    #ifndef VF_RENDER_CLONES
-    #define VF_RENDER_CLONES
-    #endif
-
-    #include <string.h>
-    #define VF_BLOCK 32
-
-    #define VF_LINEAR(NAME, T)                                                                \
-    VF_RENDER_CLONES static void NAME(const void *src_, Py_ssize_t ny_, Py_ssize_t nx_,       \
-                                      double bz, double by, double bx, double sz, double sy,  \
-                                      double sx, Py_ssize_t start, Py_ssize_t stop,           \
-                                      double *buf) {                                          \
-        const T *src = (const T *)src_;                                                       \
-        const int nx = (int)nx_, plane = (int)(ny_ * nx_);                                    \
-        double tz[VF_BLOCK], ty[VF_BLOCK], tx[VF_BLOCK];                                      \
-        int off[VF_BLOCK];                                                                    \
-        T v0[VF_BLOCK], v1[VF_BLOCK], v2[VF_BLOCK], v3[VF_BLOCK];                             \
-        T v4[VF_BLOCK], v5[VF_BLOCK], v6[VF_BLOCK], v7[VF_BLOCK];                             \
-        Py_ssize_t i0;                                                                        \
-        int k, n;                                                                             \
-        for (i0 = start; i0 < stop; i0 += VF_BLOCK) {                                         \
-            /* i0 + k as a double: both exact integers, so the sum is (double)(i0 + k) */     \
-            const double d0 = (double)i0;                                                     \
-            n = (int)(stop - i0 < VF_BLOCK ? stop - i0 : VF_BLOCK);                           \
-            for (k = 0; k < n; k++) {                                                         \
-                const double di = d0 + (double)k;                                             \
-                const double pz = bz + sz * di, py = by + sy * di, px = bx + sx * di;         \
-                /* 0 <= p < n - 1: truncation is floor; + 0.0 makes p = -0.0 give +0.0 */     \
-                const int z0 = (int)pz, y0 = (int)py, x0 = (int)px;                           \
-                tz[k] = (pz - (double)z0) + 0.0;                                              \
-                ty[k] = (py - (double)y0) + 0.0;                                              \
-                tx[k] = (px - (double)x0) + 0.0;                                              \
-                off[k] = z0 * plane + y0 * nx + x0;                                           \
-            }                                                                                 \
-            for (k = 0; k < n; k++) {                                                         \
-                const T *r = src + off[k];                                                    \
-                v0[k] = r[0];                                                                 \
-                v1[k] = r[1];                                                                 \
-                v2[k] = r[nx];                                                                \
-                v3[k] = r[nx + 1];                                                            \
-                v4[k] = r[plane];                                                             \
-                v5[k] = r[plane + 1];                                                         \
-                v6[k] = r[plane + nx];                                                        \
-                v7[k] = r[plane + nx + 1];                                                    \
-            }                                                                                 \
-            for (k = 0; k < n; k++) {                                                         \
-                const double c00 = (1.0 - tx[k]) * (double)v0[k] + tx[k] * (double)v1[k];     \
-                const double c01 = (1.0 - tx[k]) * (double)v2[k] + tx[k] * (double)v3[k];     \
-                const double c10 = (1.0 - tx[k]) * (double)v4[k] + tx[k] * (double)v5[k];     \
-                const double c11 = (1.0 - tx[k]) * (double)v6[k] + tx[k] * (double)v7[k];     \
-                const double c0 = (1.0 - ty[k]) * c00 + ty[k] * c01;                          \
-                const double c1 = (1.0 - ty[k]) * c10 + ty[k] * c11;                          \
-                buf[i0 - start + k] = (1.0 - tz[k]) * c0 + tz[k] * c1;                        \
-            }                                                                                 \
-        }                                                                                     \
-    }
-
-    /* Integer voxels, little-endian: one load of twice the width fetches a voxel and its x
-       neighbour (halving the loads and stores of the scalar stage); the halves are split
-       back in the vector stage. */
-    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    #define VF_LINEAR_PAIRS(NAME, T, UT, P)                                                   \
-    VF_RENDER_CLONES static void NAME(const void *src_, Py_ssize_t ny_, Py_ssize_t nx_,       \
-                                      double bz, double by, double bx, double sz, double sy,  \
-                                      double sx, Py_ssize_t start, Py_ssize_t stop,           \
-                                      double *buf) {                                          \
-        const T *src = (const T *)src_;                                                       \
-        const int nx = (int)nx_, plane = (int)(ny_ * nx_);                                    \
-        const int shift = 8 * (int)sizeof(T);                                                 \
-        double tz[VF_BLOCK], ty[VF_BLOCK], tx[VF_BLOCK];                                      \
-        int off[VF_BLOCK];                                                                    \
-        P w0[VF_BLOCK], w1[VF_BLOCK], w2[VF_BLOCK], w3[VF_BLOCK];                             \
-        Py_ssize_t i0;                                                                        \
-        int k, n;                                                                             \
-        for (i0 = start; i0 < stop; i0 += VF_BLOCK) {                                         \
-            const double d0 = (double)i0;                                                     \
-            n = (int)(stop - i0 < VF_BLOCK ? stop - i0 : VF_BLOCK);                           \
-            for (k = 0; k < n; k++) {                                                         \
-                const double di = d0 + (double)k;                                             \
-                const double pz = bz + sz * di, py = by + sy * di, px = bx + sx * di;         \
-                const int z0 = (int)pz, y0 = (int)py, x0 = (int)px;                           \
-                tz[k] = (pz - (double)z0) + 0.0;                                              \
-                ty[k] = (py - (double)y0) + 0.0;                                              \
-                tx[k] = (px - (double)x0) + 0.0;                                              \
-                off[k] = z0 * plane + y0 * nx + x0;                                           \
-            }                                                                                 \
-            for (k = 0; k < n; k++) {                                                         \
-                const T *r = src + off[k];                                                    \
-                memcpy(&w0[k], r, sizeof(P));                                                 \
-                memcpy(&w1[k], r + nx, sizeof(P));                                           \
-                memcpy(&w2[k], r + plane, sizeof(P));                                        \
-                memcpy(&w3[k], r + plane + nx, sizeof(P));                                   \
-            }                                                                                 \
-            for (k = 0; k < n; k++) {                                                         \
-                const double a0 = (double)(T)(UT)w0[k], a1 = (double)(T)(UT)(w0[k] >> shift); \
-                const double a2 = (double)(T)(UT)w1[k], a3 = (double)(T)(UT)(w1[k] >> shift); \
-                const double a4 = (double)(T)(UT)w2[k], a5 = (double)(T)(UT)(w2[k] >> shift); \
-                const double a6 = (double)(T)(UT)w3[k], a7 = (double)(T)(UT)(w3[k] >> shift); \
-                const double c00 = (1.0 - tx[k]) * a0 + tx[k] * a1;                           \
-                const double c01 = (1.0 - tx[k]) * a2 + tx[k] * a3;                           \
-                const double c10 = (1.0 - tx[k]) * a4 + tx[k] * a5;                           \
-                const double c11 = (1.0 - tx[k]) * a6 + tx[k] * a7;                           \
-                const double c0 = (1.0 - ty[k]) * c00 + ty[k] * c01;                          \
-                const double c1 = (1.0 - ty[k]) * c10 + ty[k] * c11;                          \
-                buf[i0 - start + k] = (1.0 - tz[k]) * c0 + tz[k] * c1;                        \
-            }                                                                                 \
-        }                                                                                     \
-    }
-    VF_LINEAR_PAIRS(vf_linear_u1, uint8_t, uint8_t, uint16_t)
-    VF_LINEAR_PAIRS(vf_linear_i1, int8_t, uint8_t, uint16_t)
-    VF_LINEAR_PAIRS(vf_linear_u2, uint16_t, uint16_t, uint32_t)
-    VF_LINEAR_PAIRS(vf_linear_i2, int16_t, uint16_t, uint32_t)
-    VF_LINEAR_PAIRS(vf_linear_u4, uint32_t, uint32_t, uint64_t)
-    VF_LINEAR_PAIRS(vf_linear_i4, int32_t, uint32_t, uint64_t)
-    #else
-    VF_LINEAR(vf_linear_u1, uint8_t)
-    VF_LINEAR(vf_linear_i1, int8_t)
-    VF_LINEAR(vf_linear_u2, uint16_t)
-    VF_LINEAR(vf_linear_i2, int16_t)
-    VF_LINEAR(vf_linear_u4, uint32_t)
-    VF_LINEAR(vf_linear_i4, int32_t)
-    #endif
-    VF_LINEAR(vf_linear_f4, float)
-    VF_LINEAR(vf_linear_f8, double)
-
-    /* One sample row folded into the slab accumulators (the reference's reduction step),
-       written as selections so that it compiles to blends: random data would mispredict a
+    /* Written as selections so that it compiles to blends: random data would mispredict a
        branch on every other pixel. */
-    VF_RENDER_CLONES static void vf_reduce(int mode, const double *buf, double *acc,
-                                           double *cnt, Py_ssize_t start, Py_ssize_t stop) {
+    VF_CLONES static void vf_reduce(int mode, const double *buf, double *acc, double *cnt,
+                                    Py_ssize_t start, Py_ssize_t stop) {
         Py_ssize_t i;
         if (mode == 0) {
             for (i = start; i < stop; i++) {
@@ -211,22 +74,6 @@ cdef extern from *:
         }
     }
     """
-    void vf_linear_u1(const void*, Py_ssize_t, Py_ssize_t, double, double, double, double,
-                      double, double, Py_ssize_t, Py_ssize_t, double*) noexcept nogil
-    void vf_linear_i1(const void*, Py_ssize_t, Py_ssize_t, double, double, double, double,
-                      double, double, Py_ssize_t, Py_ssize_t, double*) noexcept nogil
-    void vf_linear_u2(const void*, Py_ssize_t, Py_ssize_t, double, double, double, double,
-                      double, double, Py_ssize_t, Py_ssize_t, double*) noexcept nogil
-    void vf_linear_i2(const void*, Py_ssize_t, Py_ssize_t, double, double, double, double,
-                      double, double, Py_ssize_t, Py_ssize_t, double*) noexcept nogil
-    void vf_linear_u4(const void*, Py_ssize_t, Py_ssize_t, double, double, double, double,
-                      double, double, Py_ssize_t, Py_ssize_t, double*) noexcept nogil
-    void vf_linear_i4(const void*, Py_ssize_t, Py_ssize_t, double, double, double, double,
-                      double, double, Py_ssize_t, Py_ssize_t, double*) noexcept nogil
-    void vf_linear_f4(const void*, Py_ssize_t, Py_ssize_t, double, double, double, double,
-                      double, double, Py_ssize_t, Py_ssize_t, double*) noexcept nogil
-    void vf_linear_f8(const void*, Py_ssize_t, Py_ssize_t, double, double, double, double,
-                      double, double, Py_ssize_t, Py_ssize_t, double*) noexcept nogil
     void vf_reduce(int, const double*, double*, double*, Py_ssize_t, Py_ssize_t) noexcept nogil
 
 # The reference module's mode codes (MODES).
@@ -237,8 +84,6 @@ cdef enum:
     MODE_MEAN = 3
 
 cdef double INF = float("inf")
-# Volumes below this many voxels index with 32-bit offsets in the C loops.
-cdef Py_ssize_t INT32_LIMIT = 2**31 - 1
 
 # sample_slab works in tiles of BAND rows by STRIP columns, dealt to threads in turn: tiles
 # differ in how much of them lies inside the volume, so contiguous halves would leave one
@@ -402,54 +247,6 @@ cdef inline void axis_span(double b, double st, double lo, double hi, bint open_
 
 # ---------------------------------------------------------------------------------------------
 # sample_slab
-
-cdef void linear_interior(const voxel_t* src, Py_ssize_t ny, Py_ssize_t nx, bint small,
-                          double bz, double by, double bx, double sz, double sy, double sx,
-                          Py_ssize_t start, Py_ssize_t stop, double* buf) noexcept nogil:
-    """Linear samples start..stop into buf[0..], where 0 <= p < n - 1 on every axis: no
-    clamps, and floor is truncation (this loop for volumes of 2**31 voxels or more, the C
-    one, vf_linear_*, for the rest)."""
-    cdef Py_ssize_t i, z0, y0, x0, plane = ny * nx
-    cdef double di, pz, py, px, tz, ty, tx, c00, c01, c10, c11, c0, c1
-    cdef const voxel_t* r
-    if small:
-        if voxel_t is uint8_t:
-            vf_linear_u1(src, ny, nx, bz, by, bx, sz, sy, sx, start, stop, buf)
-        elif voxel_t is int8_t:
-            vf_linear_i1(src, ny, nx, bz, by, bx, sz, sy, sx, start, stop, buf)
-        elif voxel_t is uint16_t:
-            vf_linear_u2(src, ny, nx, bz, by, bx, sz, sy, sx, start, stop, buf)
-        elif voxel_t is int16_t:
-            vf_linear_i2(src, ny, nx, bz, by, bx, sz, sy, sx, start, stop, buf)
-        elif voxel_t is uint32_t:
-            vf_linear_u4(src, ny, nx, bz, by, bx, sz, sy, sx, start, stop, buf)
-        elif voxel_t is int32_t:
-            vf_linear_i4(src, ny, nx, bz, by, bx, sz, sy, sx, start, stop, buf)
-        elif voxel_t is float:
-            vf_linear_f4(src, ny, nx, bz, by, bx, sz, sy, sx, start, stop, buf)
-        else:
-            vf_linear_f8(src, ny, nx, bz, by, bx, sz, sy, sx, start, stop, buf)
-        return
-    for i in range(start, stop):
-        di = <double>i
-        pz = bz + sz * di
-        py = by + sy * di
-        px = bx + sx * di
-        z0 = <Py_ssize_t>pz
-        y0 = <Py_ssize_t>py
-        x0 = <Py_ssize_t>px
-        tz = (pz - <double>z0) + 0.0
-        ty = (py - <double>y0) + 0.0
-        tx = (px - <double>x0) + 0.0
-        r = src + (z0 * ny + y0) * nx + x0
-        c00 = (1.0 - tx) * <double>r[0] + tx * <double>r[1]
-        c01 = (1.0 - tx) * <double>r[nx] + tx * <double>r[nx + 1]
-        c10 = (1.0 - tx) * <double>r[plane] + tx * <double>r[plane + 1]
-        c11 = (1.0 - tx) * <double>r[plane + nx] + tx * <double>r[plane + nx + 1]
-        c0 = (1.0 - ty) * c00 + ty * c01
-        c1 = (1.0 - ty) * c10 + ty * c11
-        buf[i - start] = (1.0 - tz) * c0 + tz * c1
-
 
 cdef void bilinear_interior(const voxel_t* src, Py_ssize_t ny, Py_ssize_t nx, Py_ssize_t z0,
                             double by, double bx, double sy, double sx, Py_ssize_t start,

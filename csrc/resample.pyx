@@ -18,71 +18,17 @@ from cython.parallel cimport prange
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t
 
 from fused cimport store_t, voxel_t
-from interp cimport bspline_weights, clamp_index, floor_fast, fold_mirror, store_row
+from interp cimport (
+    INT32_LIMIT,
+    bspline_weights,
+    clamp_index,
+    floor_fast,
+    fold_mirror,
+    linear_interior,
+    store_row,
+)
 
 from voxelflow.kernels.reference.resample import check_sample_affine, check_sample_axis, row_blocks
-
-# The interior of a linear row for 16-bit input, in SSE2 where the compiler has it (every
-# x86-64): the two x-neighbours of a voxel are adjacent, so one 32-bit load and one packed
-# convert give both as doubles, and the four x-lerps run two to a register. Each product and
-# sum is the scalar loop's, in the same order: the results are equal to the bit (the rule is
-# per operation, not per instruction). Elsewhere the plain C loop below does the same.
-cdef extern from *:
-    """
-    #include <stdint.h>
-    #include <string.h>
-    #if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
-    #include <emmintrin.h>
-    #define VF_PAIR_BODY(NAME, T, WIDEN)                                                  \
-    static inline __m128d NAME##_pair(const T* r) {                                        \
-        int32_t w;                                                                         \
-        memcpy(&w, r, 4);                                                                  \
-        __m128i v = _mm_cvtsi32_si128(w);                                                  \
-        return _mm_cvtepi32_pd(WIDEN(_mm_unpacklo_epi16(v, v), 16));                       \
-    }                                                                                      \
-    static void NAME(const T* src, Py_ssize_t ny, Py_ssize_t nx, double bz, double by,     \
-                     double bx, double sz, double sy, double sx, Py_ssize_t lo,            \
-                     Py_ssize_t hi, double* buf) {                                         \
-        Py_ssize_t plane = ny * nx, i;                                                     \
-        double di = (double)lo;                                                            \
-        for (i = lo; i < hi; i++, di += 1.0) {                                             \
-            double pz = bz + sz * di, py = by + sy * di, px = bx + sx * di;                \
-            Py_ssize_t z0 = (Py_ssize_t)pz, y0 = (Py_ssize_t)py, x0 = (Py_ssize_t)px;      \
-            double tz = pz - (double)z0, ty = py - (double)y0, tx = px - (double)x0;       \
-            const T* r = src + (z0 * ny + y0) * nx + x0;                                   \
-            __m128d w = _mm_set_pd(tx, 1.0 - tx);                                          \
-            __m128d a = _mm_mul_pd(NAME##_pair(r), w);                                     \
-            __m128d b = _mm_mul_pd(NAME##_pair(r + nx), w);                                \
-            __m128d c = _mm_mul_pd(NAME##_pair(r + plane), w);                             \
-            __m128d d = _mm_mul_pd(NAME##_pair(r + plane + nx), w);                        \
-            __m128d y0v = _mm_add_pd(_mm_unpacklo_pd(a, c), _mm_unpackhi_pd(a, c));        \
-            __m128d y1v = _mm_add_pd(_mm_unpacklo_pd(b, d), _mm_unpackhi_pd(b, d));        \
-            __m128d zv = _mm_add_pd(_mm_mul_pd(_mm_set1_pd(1.0 - ty), y0v),                \
-                                    _mm_mul_pd(_mm_set1_pd(ty), y1v));                     \
-            double c0 = _mm_cvtsd_f64(zv), c1 = _mm_cvtsd_f64(_mm_unpackhi_pd(zv, zv));    \
-            buf[i] = (1.0 - tz) * c0 + tz * c1;                                            \
-        }                                                                                  \
-    }
-    VF_PAIR_BODY(vf_interior_i16, int16_t, _mm_srai_epi32)
-    VF_PAIR_BODY(vf_interior_u16, uint16_t, _mm_srli_epi32)
-    #define VF_INTERIOR_SIMD 1
-    #else
-    #define VF_INTERIOR_SIMD 0
-    static void vf_interior_i16(const int16_t* src, Py_ssize_t ny, Py_ssize_t nx, double bz,
-                                double by, double bx, double sz, double sy, double sx,
-                                Py_ssize_t lo, Py_ssize_t hi, double* buf) {}
-    static void vf_interior_u16(const uint16_t* src, Py_ssize_t ny, Py_ssize_t nx, double bz,
-                                double by, double bx, double sz, double sy, double sx,
-                                Py_ssize_t lo, Py_ssize_t hi, double* buf) {}
-    #endif
-    """
-    bint VF_INTERIOR_SIMD
-    void vf_interior_i16(const int16_t* src, Py_ssize_t ny, Py_ssize_t nx, double bz,
-                         double by, double bx, double sz, double sy, double sx, Py_ssize_t lo,
-                         Py_ssize_t hi, double* buf) noexcept nogil
-    void vf_interior_u16(const uint16_t* src, Py_ssize_t ny, Py_ssize_t nx, double bz,
-                         double by, double bx, double sz, double sy, double sx, Py_ssize_t lo,
-                         Py_ssize_t hi, double* buf) noexcept nogil
 
 # Lanczos-3: see the reference docstring; the same constants, the same operations.
 cdef enum:
@@ -247,43 +193,21 @@ cdef void row_linear(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_
     cdef double by = (m[4] * k + m[5] * j) + m[7]
     cdef double bx = (m[8] * k + m[9] * j) + m[11]
     cdef double sz = m[2], sy = m[6], sx = m[10]
-    cdef double pz, py, px, tz, ty, tx, di, c0, c1, c00, c01, c10, c11
-    cdef Py_ssize_t i, z0, y0, x0, lo = 0, hi = ni
-    cdef Py_ssize_t plane = ny * nx
-    cdef const voxel_t* r
+    cdef double di
+    cdef Py_ssize_t i, lo = 0, hi = ni
     interior_span(bz, sz, nz, ni, &lo, &hi)
     interior_span(by, sy, ny, ni, &lo, &hi)
     interior_span(bx, sx, nx, ni, &lo, &hi)
     for i in range(lo):
         di = <double>i
         buf[i] = linear_at(src, nz, ny, nx, bz + sz * di, by + sy * di, bx + sx * di, cval)
-    # The interior: positions in [0, n - 1), so truncation is floor and no index needs a clamp;
-    # the arithmetic is linear_at's, operation for operation.
-    if voxel_t is int16_t and VF_INTERIOR_SIMD:
-        vf_interior_i16(src, ny, nx, bz, by, bx, sz, sy, sx, lo, hi, buf)
-        lo = hi
-    elif voxel_t is uint16_t and VF_INTERIOR_SIMD:
-        vf_interior_u16(src, ny, nx, bz, by, bx, sz, sy, sx, lo, hi, buf)
-        lo = hi
-    for i in range(lo, hi):
-        di = <double>i
-        pz = bz + sz * di
-        py = by + sy * di
-        px = bx + sx * di
-        z0 = <Py_ssize_t>pz
-        y0 = <Py_ssize_t>py
-        x0 = <Py_ssize_t>px
-        tz = pz - <double>z0
-        ty = py - <double>y0
-        tx = px - <double>x0
-        r = src + (z0 * ny + y0) * nx + x0
-        c00 = (1.0 - tx) * <double>r[0] + tx * <double>r[1]
-        c01 = (1.0 - tx) * <double>r[nx] + tx * <double>r[nx + 1]
-        c10 = (1.0 - tx) * <double>r[plane] + tx * <double>r[plane + 1]
-        c11 = (1.0 - tx) * <double>r[plane + nx] + tx * <double>r[plane + nx + 1]
-        c0 = (1.0 - ty) * c00 + ty * c01
-        c1 = (1.0 - ty) * c10 + ty * c11
-        buf[i] = (1.0 - tz) * c0 + tz * c1
+    # The interior: positions in [0, n - 1), so truncation is floor and no index needs a clamp
+    # (interp.pxd's staged loop; the arithmetic is linear_at's, operation for operation).
+    if lo < hi:
+        linear_interior(src, ny, nx, nz * ny * nx < INT32_LIMIT, bz, by, bx, sz, sy, sx, lo, hi,
+                        buf + lo)
+    else:
+        hi = lo
     for i in range(hi, ni):
         di = <double>i
         buf[i] = linear_at(src, nz, ny, nx, bz + sz * di, by + sy * di, bx + sx * di, cval)

@@ -326,6 +326,18 @@ class NativeContract(BackendContract):
     def test_slab_equals_reference_long(self, case: Any) -> None:
         self.check_slab(case)
 
+    def test_volume_past_32_bit_offsets(self) -> None:
+        # 2**31 voxels and more take the 64-bit index loop; np.zeros maps its pages lazily, so
+        # only the sampled corner is ever touched (~20 MiB)
+        src = np.zeros((2049, 1024, 1024), np.uint8)
+        src[2030:2045, 500:540, 500:540] = np.random.default_rng(0).integers(0, 255, (15, 40, 40))
+        matrix = np.array([[0.3, 0.0, 0.05, 2031.3], [0.1, 0.9, 0.3, 505.7], [0.0, -0.2, 0.95, 510.2]])
+        expected = np.empty((24, 24), np.float32)
+        kernels.get("sample_slab", "reference")(src, matrix, expected, 1, -1.0, 5, "max")
+        out = np.empty_like(expected)
+        self.kernel("sample_slab")(src, matrix, out, 1, -1.0, 5, "max")
+        assert expected.max() > 0 and out.tobytes() == expected.tobytes()
+
     @pytest.mark.parametrize("order", [0, 1, 3])
     def test_samples_one_is_sample_affine(self, order: int) -> None:
         rng = np.random.default_rng(order)

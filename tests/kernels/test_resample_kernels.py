@@ -225,10 +225,11 @@ class NativeContract(BackendContract):
         np.testing.assert_array_equal(axis_out, axis_expected)
 
 
-    @pytest.mark.parametrize("dtype", [np.int16, np.uint16])
-    def test_16bit_interior_equals_reference(self, dtype: type) -> None:
-        # 16-bit linear rows have their own interior loop (SSE2 in Cython): extreme values,
-        # an oblique grid reaching past every edge, rows whose interior is empty or partial
+    @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32])
+    def test_integer_interior_equals_reference(self, dtype: type) -> None:
+        # integer linear rows load a voxel and its x neighbour as one word in the interior
+        # loop: extreme values (sign bits), an oblique grid reaching past every edge, rows
+        # whose interior is empty or partial
         rng = np.random.default_rng(11)
         info = np.iinfo(dtype)
         src = rng.choice(np.array([info.min, info.max, 0, 1, info.max - 1], dtype), (7, 13, 17))
@@ -244,6 +245,19 @@ class NativeContract(BackendContract):
             out = np.zeros_like(expected)
             self.kernel("sample_affine")(src, matrix, out, 1, -5.0)
             assert out.tobytes() == expected.tobytes()
+
+
+    def test_volume_past_32_bit_offsets(self) -> None:
+        # 2**31 voxels and more take the 64-bit index loop; np.zeros maps its pages lazily, so
+        # only the sampled corner is ever touched (~20 MiB)
+        src = np.zeros((2049, 1024, 1024), np.uint8)
+        src[2030:2045, 500:540, 500:540] = np.random.default_rng(0).integers(0, 255, (15, 40, 40))
+        matrix = np.array([[0.0, 0.31, 0.05, 2031.3], [0.2, 0.9, 0.3, 505.7], [0.0, -0.2, 0.95, 510.2]])
+        expected = np.empty((3, 24, 24), np.float32)
+        kernels.get("sample_affine", "reference")(src, matrix, expected, 1, 0.0)
+        out = np.empty_like(expected)
+        self.kernel("sample_affine")(src, matrix, out, 1, 0.0)
+        assert expected.any() and out.tobytes() == expected.tobytes()
 
 
 class TestReference(BackendContract):

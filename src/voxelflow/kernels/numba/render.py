@@ -13,8 +13,6 @@ pass over smaller tiles).
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 from numba import njit, prange
 
@@ -28,7 +26,17 @@ from ..reference.render import (
     check_sample_slab,
 )
 from .config import JIT, PARALLEL_JIT, apply_num_threads
-from .resample import _sample_cubic, _sample_linear, _sample_nearest, _store_bounds, store_row
+from .resample import (
+    BLOCK,
+    _linear_interior,
+    _linear_interior_pairs,
+    _sample_cubic,
+    _sample_linear,
+    _sample_nearest,
+    _store_bounds,
+    _voxel_pairs,
+    store_row,
+)
 
 __all__ = ["project_axis", "sample_points", "sample_slab"]
 
@@ -40,8 +48,6 @@ POINT_CHUNK = 1024
 TILE = 16384
 # project_axis along axes 0 and 1: accumulator tiles (in L2) of up to this many elements.
 STRIDED_TILE = 262144
-# Pixels per block of the staged linear loop.
-BLOCK = 32
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,108 +130,6 @@ def _axis_span(b, st, lo, hi, open_hi, start, stop):  # type: ignore[no-untyped-
 
 # ---------------------------------------------------------------------------------------------
 # sample_slab
-
-
-@njit(**JIT)
-def _linear_interior(flat, ny, nx, bz, by, bx, sz, sy, sx, start, stop, buf, off, t, idx, v):  # type: ignore[no-untyped-def]
-    """Linear samples start..stop into buf[i - off] where 0 <= p < n - 1 on every axis.
-
-    In blocks, in three stages as the Cython backend's C loop: positions, fractions and
-    offsets (vectorised), the 8 neighbours' loads (scalar, into `v` in the voxel dtype), the
-    lerps (vectorised); `flat` is the volume raveled, `t`, `idx`, `v` per-thread scratch.
-    """
-    plane = ny * nx
-    # unsigned offsets: numba then indexes without its negative-index (wraparound) fix-up
-    uplane, unx, one = np.uint64(plane), np.uint64(nx), np.uint64(1)
-    block = idx.shape[0]
-    for i0 in range(start, stop, block):
-        n = min(block, stop - i0)
-        d0 = float(i0)
-        for k in range(n):
-            di = d0 + float(k)
-            pz = bz + sz * di
-            py = by + sy * di
-            px = bx + sx * di
-            z0, y0, x0 = int(pz), int(py), int(px)
-            # truncation is floor here; + 0.0 turns the -0.0 of p = -0.0 into the reference's +0.0
-            t[0, k] = (pz - float(z0)) + 0.0
-            t[1, k] = (py - float(y0)) + 0.0
-            t[2, k] = (px - float(x0)) + 0.0
-            idx[k] = z0 * plane + y0 * nx + x0
-        for k in range(n):
-            q = np.uint64(idx[k])
-            v[0, k] = flat[q]
-            v[1, k] = flat[q + one]
-            v[2, k] = flat[q + unx]
-            v[3, k] = flat[q + unx + one]
-            q = q + uplane
-            v[4, k] = flat[q]
-            v[5, k] = flat[q + one]
-            v[6, k] = flat[q + unx]
-            v[7, k] = flat[q + unx + one]
-        for k in range(n):
-            tz, ty, tx = t[0, k], t[1, k], t[2, k]
-            c00 = (1.0 - tx) * float(v[0, k]) + tx * float(v[1, k])
-            c01 = (1.0 - tx) * float(v[2, k]) + tx * float(v[3, k])
-            c10 = (1.0 - tx) * float(v[4, k]) + tx * float(v[5, k])
-            c11 = (1.0 - tx) * float(v[6, k]) + tx * float(v[7, k])
-            c0 = (1.0 - ty) * c00 + ty * c01
-            c1 = (1.0 - ty) * c10 + ty * c11
-            buf[i0 + k - off] = (1.0 - tz) * c0 + tz * c1
-
-
-@njit(**JIT)
-def _lerp_pair(word, tx, bits, mask, half, signed):  # type: ignore[no-untyped-def]
-    """(1 - tx) * a + tx * b for the voxels a, b packed in `word` (a in the low bits)."""
-    x = np.int64(word)
-    lo = x & mask
-    hi = (x >> bits) & mask
-    if signed:
-        lo -= (lo & half) << 1
-        hi -= (hi & half) << 1
-    return (1.0 - tx) * float(lo) + tx * float(hi)
-
-
-@njit(**JIT)
-def _linear_interior_pairs(
-    pairs, bits, signed, ny, nx, bz, by, bx, sz, sy, sx, start, stop, buf, off, t, idx, w
-):  # type: ignore[no-untyped-def]
-    """_linear_interior for 8- and 16-bit voxels: ``pairs[q]`` is voxels q and q + 1 as one
-    word (little-endian), so each row's two x neighbours take one load (as csrc/render.pyx)."""
-    plane = ny * nx
-    uplane, unx = np.uint64(plane), np.uint64(nx)
-    mask = (1 << bits) - 1
-    half = 1 << (bits - 1)
-    block = idx.shape[0]
-    for i0 in range(start, stop, block):
-        n = min(block, stop - i0)
-        d0 = float(i0)
-        for k in range(n):
-            di = d0 + float(k)
-            pz = bz + sz * di
-            py = by + sy * di
-            px = bx + sx * di
-            z0, y0, x0 = int(pz), int(py), int(px)
-            t[0, k] = (pz - float(z0)) + 0.0
-            t[1, k] = (py - float(y0)) + 0.0
-            t[2, k] = (px - float(x0)) + 0.0
-            idx[k] = z0 * plane + y0 * nx + x0
-        for k in range(n):
-            q = np.uint64(idx[k])
-            w[0, k] = pairs[q]
-            w[1, k] = pairs[q + unx]
-            q = q + uplane
-            w[2, k] = pairs[q]
-            w[3, k] = pairs[q + unx]
-        for k in range(n):
-            tz, ty, tx = t[0, k], t[1, k], t[2, k]
-            c00 = _lerp_pair(w[0, k], tx, bits, mask, half, signed)
-            c01 = _lerp_pair(w[1, k], tx, bits, mask, half, signed)
-            c10 = _lerp_pair(w[2, k], tx, bits, mask, half, signed)
-            c11 = _lerp_pair(w[3, k], tx, bits, mask, half, signed)
-            c0 = (1.0 - ty) * c00 + ty * c01
-            c1 = (1.0 - ty) * c10 + ty * c11
-            buf[i0 + k - off] = (1.0 - tz) * c0 + tz * c1
 
 
 @njit(**JIT)
@@ -422,16 +326,6 @@ def _slab_parallel(
             np.int64(b),
             np.int64(threads),
         )
-
-
-def _voxel_pairs(src: np.ndarray) -> tuple[np.ndarray, int]:
-    """For 8- and 16-bit voxels on a little-endian machine: an (unaligned) view of `src` whose
-    element q is voxels q and q + 1 as one word, and the voxel's bits; else (empty, 0)."""
-    if src.dtype.itemsize > 2 or src.dtype.kind == "f" or sys.byteorder != "little":
-        return np.empty(0, np.uint32), 0
-    word = np.uint16 if src.dtype.itemsize == 1 else np.uint32
-    pairs = np.ndarray((max(src.size - 1, 0),), dtype=word, buffer=src, strides=(src.itemsize,))
-    return pairs, 8 * src.dtype.itemsize
 
 
 def sample_slab(

@@ -7,6 +7,7 @@ row computed into a float64 row buffer and then stored with the dtype's rounding
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -32,6 +33,8 @@ __all__ = ["sample_affine", "sample_axis"]
 
 # (v + 1.5 * 2**52) - 1.5 * 2**52: numpy.rint for |v| < 2**51 (the Cython backend's rounding).
 ROUND_MAGIC = 6755399441055744.0
+# Samples per block of the staged linear loop (_linear_interior).
+BLOCK = 32
 
 
 def store_row(buf, out, lo, hi):  # type: ignore[no-untyped-def]  # pragma: no cover
@@ -123,19 +126,6 @@ def _lanczos_weights(t, w):  # type: ignore[no-untyped-def]
         w[d] = w[d] / total
 
 
-def _lane_scratch(flat):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """4 lanes holding `flat`'s values exactly (jitted code only)."""
-    raise NotImplementedError("_lane_scratch is only callable from Numba-compiled code")
-
-
-@overload(_lane_scratch, jit_options=JIT)
-def _lane_scratch_overload(flat):  # type: ignore[no-untyped-def]
-    # narrow integers widen to int32 lanes: LLVM converts those to double 4 at a time
-    if isinstance(flat.dtype, types.Integer) and flat.dtype.bitwidth < 32:
-        return lambda flat: np.empty(4, np.int32)
-    return lambda flat: np.empty(4, flat.dtype)
-
-
 @njit(**JIT)
 def _in_interior(p, upper):  # type: ignore[no-untyped-def]
     return p >= 0.0 and p < upper
@@ -193,12 +183,114 @@ def _linear_at(src, pz, py, px, cval):  # type: ignore[no-untyped-def]
     return (1.0 - tz) * c0 + tz * c1
 
 
-@njit(inline="always", **JIT)
-def _row_linear(src, flat, m, k, j, cval, buf, lo_x, hi_x, lerp):  # type: ignore[no-untyped-def]
-    """A linear row: the general sample at the ends, a clamp-free loop over the interior.
+@njit(**JIT)
+def _linear_interior(flat, ny, nx, bz, by, bx, sz, sy, sx, start, stop, buf, off, t, idx, v):  # type: ignore[no-untyped-def]
+    """Linear samples start..stop into buf[i - off] where 0 <= p < n - 1 on every axis.
 
-    `lo_x`, `hi_x` (:func:`_lane_scratch`) and `lerp` (4 float64) are the caller's scratch,
-    allocated once per block of rows.
+    In blocks, in three stages as csrc/render.pyx's C loop: positions, fractions and
+    offsets (vectorised), the 8 neighbours' loads (scalar, into `v` in the voxel dtype), the
+    lerps (vectorised); `flat` is the volume raveled, `t`, `idx`, `v` per-thread scratch.
+    """
+    plane = ny * nx
+    # unsigned offsets: numba then indexes without its negative-index (wraparound) fix-up
+    uplane, unx, one = np.uint64(plane), np.uint64(nx), np.uint64(1)
+    block = idx.shape[0]
+    for i0 in range(start, stop, block):
+        n = min(block, stop - i0)
+        d0 = float(i0)
+        for k in range(n):
+            di = d0 + float(k)
+            pz = bz + sz * di
+            py = by + sy * di
+            px = bx + sx * di
+            z0, y0, x0 = int(pz), int(py), int(px)
+            # truncation is floor here; + 0.0 turns the -0.0 of p = -0.0 into the reference's +0.0
+            t[0, k] = (pz - float(z0)) + 0.0
+            t[1, k] = (py - float(y0)) + 0.0
+            t[2, k] = (px - float(x0)) + 0.0
+            idx[k] = z0 * plane + y0 * nx + x0
+        for k in range(n):
+            q = np.uint64(idx[k])
+            v[0, k] = flat[q]
+            v[1, k] = flat[q + one]
+            v[2, k] = flat[q + unx]
+            v[3, k] = flat[q + unx + one]
+            q = q + uplane
+            v[4, k] = flat[q]
+            v[5, k] = flat[q + one]
+            v[6, k] = flat[q + unx]
+            v[7, k] = flat[q + unx + one]
+        for k in range(n):
+            tz, ty, tx = t[0, k], t[1, k], t[2, k]
+            c00 = (1.0 - tx) * float(v[0, k]) + tx * float(v[1, k])
+            c01 = (1.0 - tx) * float(v[2, k]) + tx * float(v[3, k])
+            c10 = (1.0 - tx) * float(v[4, k]) + tx * float(v[5, k])
+            c11 = (1.0 - tx) * float(v[6, k]) + tx * float(v[7, k])
+            c0 = (1.0 - ty) * c00 + ty * c01
+            c1 = (1.0 - ty) * c10 + ty * c11
+            buf[i0 + k - off] = (1.0 - tz) * c0 + tz * c1
+
+
+@njit(**JIT)
+def _lerp_pair(word, tx, bits, mask, half, signed):  # type: ignore[no-untyped-def]
+    """(1 - tx) * a + tx * b for the voxels a, b packed in `word` (a in the low bits)."""
+    x = np.int64(word)
+    lo = x & mask
+    hi = (x >> bits) & mask
+    if signed:
+        lo -= (lo & half) << 1
+        hi -= (hi & half) << 1
+    return (1.0 - tx) * float(lo) + tx * float(hi)
+
+
+@njit(**JIT)
+def _linear_interior_pairs(
+    pairs, bits, signed, ny, nx, bz, by, bx, sz, sy, sx, start, stop, buf, off, t, idx, w
+):  # type: ignore[no-untyped-def]
+    """_linear_interior for 8- and 16-bit voxels: ``pairs[q]`` is voxels q and q + 1 as one
+    word (little-endian), so each row's two x neighbours take one load (as csrc/render.pyx)."""
+    plane = ny * nx
+    uplane, unx = np.uint64(plane), np.uint64(nx)
+    mask = (1 << bits) - 1
+    half = 1 << (bits - 1)
+    block = idx.shape[0]
+    for i0 in range(start, stop, block):
+        n = min(block, stop - i0)
+        d0 = float(i0)
+        for k in range(n):
+            di = d0 + float(k)
+            pz = bz + sz * di
+            py = by + sy * di
+            px = bx + sx * di
+            z0, y0, x0 = int(pz), int(py), int(px)
+            t[0, k] = (pz - float(z0)) + 0.0
+            t[1, k] = (py - float(y0)) + 0.0
+            t[2, k] = (px - float(x0)) + 0.0
+            idx[k] = z0 * plane + y0 * nx + x0
+        for k in range(n):
+            q = np.uint64(idx[k])
+            w[0, k] = pairs[q]
+            w[1, k] = pairs[q + unx]
+            q = q + uplane
+            w[2, k] = pairs[q]
+            w[3, k] = pairs[q + unx]
+        for k in range(n):
+            tz, ty, tx = t[0, k], t[1, k], t[2, k]
+            c00 = _lerp_pair(w[0, k], tx, bits, mask, half, signed)
+            c01 = _lerp_pair(w[1, k], tx, bits, mask, half, signed)
+            c10 = _lerp_pair(w[2, k], tx, bits, mask, half, signed)
+            c11 = _lerp_pair(w[3, k], tx, bits, mask, half, signed)
+            c0 = (1.0 - ty) * c00 + ty * c01
+            c1 = (1.0 - ty) * c10 + ty * c11
+            buf[i0 + k - off] = (1.0 - tz) * c0 + tz * c1
+
+
+@njit(inline="always", **JIT)
+def _row_linear(src, flat, m, k, j, cval, buf, scratch):  # type: ignore[no-untyped-def]
+    """A linear row: the general sample at the ends, the staged clamp-free loop
+    (:func:`_linear_interior`, or its paired form for 8/16-bit voxels) over the interior.
+
+    `scratch` is :func:`_linear_scratch`'s, allocated once per block of rows.
     """
     nz, ny, nx = src.shape
     bz = (m[0, 0] * k + m[0, 1] * j) + m[0, 3]
@@ -212,38 +304,30 @@ def _row_linear(src, flat, m, k, j, cval, buf, lo_x, hi_x, lerp):  # type: ignor
     for i in range(lo):
         di = float(i)
         buf[i] = _linear_at(src, bz + sz * di, by + sy * di, bx + sx * di, cval)
-    # positions in [0, n - 1): truncation is floor and f + 1 is in the input on every axis.
-    # Unsigned indices spare Numba's negative-index wrap-around test on each of the 8 loads.
-    # The four x-neighbour pairs are gathered into scratch and lerped in one loop, which LLVM
-    # vectorises (packed int -> double converts; the operations are the scalar rule's).
-    one = np.uint64(1)
-    row = np.uint64(nx)
-    plane = np.uint64(ny * nx)
-    for i in range(lo, hi):
-        di = float(i)
-        pz = bz + sz * di
-        py = by + sy * di
-        px = bx + sx * di
-        z0, y0, x0 = int(pz), int(py), int(px)
-        tz, ty, tx = pz - float(z0), py - float(y0), px - float(x0)
-        r = np.uint64((z0 * ny + y0) * nx + x0)
-        lo_x[0] = flat[r]
-        lo_x[1] = flat[r + row]
-        lo_x[2] = flat[r + plane]
-        lo_x[3] = flat[r + plane + row]
-        hi_x[0] = flat[r + one]
-        hi_x[1] = flat[r + row + one]
-        hi_x[2] = flat[r + plane + one]
-        hi_x[3] = flat[r + plane + row + one]
-        ux = 1.0 - tx
-        for q in range(4):
-            lerp[q] = ux * float(lo_x[q]) + tx * float(hi_x[q])
-        c0 = (1.0 - ty) * lerp[0] + ty * lerp[1]
-        c1 = (1.0 - ty) * lerp[2] + ty * lerp[3]
-        buf[i] = (1.0 - tz) * c0 + tz * c1
-    for i in range(hi, ni):
+    t, offs, v, pairs, bits, signed, pw = scratch
+    if bits:
+        _linear_interior_pairs(
+            pairs, bits, signed, ny, nx, bz, by, bx, sz, sy, sx, lo, hi, buf, 0, t, offs, pw
+        )
+    else:
+        _linear_interior(flat, ny, nx, bz, by, bx, sz, sy, sx, lo, hi, buf, 0, t, offs, v)
+    for i in range(max(hi, lo), ni):
         di = float(i)
         buf[i] = _linear_at(src, bz + sz * di, by + sy * di, bx + sx * di, cval)
+
+
+@njit(**JIT)
+def _linear_scratch(src, pairs, bits, signed):  # type: ignore[no-untyped-def]
+    """Per-thread scratch of the staged linear loop."""
+    return (
+        np.empty((3, BLOCK)),
+        np.empty(BLOCK, np.int64),
+        np.empty((8, BLOCK), src.dtype),
+        pairs,
+        bits,
+        signed,
+        np.empty((4, BLOCK), pairs.dtype),
+    )
 
 
 # One sample at an inside position (edges clamped; cubic mirrored), shared with render.
@@ -349,32 +433,42 @@ def _row(src, m, k, j, order, cval, buf, w, idx):  # type: ignore[no-untyped-def
 
 
 @njit(**JIT)
-def _affine_rows(src, m, out, order, cval, lo, hi, buf, start, stop):  # type: ignore[no-untyped-def]
+def _affine_rows(src, pairs, bits, signed, m, out, order, cval, lo, hi, buf, start, stop):  # type: ignore[no-untyped-def]
     nj = out.shape[1]
     w = np.empty((3, 6))
     idx = np.empty((3, 6), np.int64)
     flat = src.reshape(-1)
-    lo_x = _lane_scratch(flat)
-    hi_x = _lane_scratch(flat)
-    lerp = np.empty(4)
+    scratch = _linear_scratch(src, pairs, bits, signed)
     for r in range(start, stop):
         k = r // nj
         j = r - k * nj
         if order == 1:
-            _row_linear(src, flat, m, k, j, cval, buf, lo_x, hi_x, lerp)
+            _row_linear(src, flat, m, k, j, cval, buf, scratch)
         else:
             _row(src, m, k, j, order, cval, buf, w, idx)
         store_row(buf, out[k, j], lo, hi)
 
 
 @njit(**PARALLEL_JIT)
-def _affine_parallel(src, m, out, order, cval, lo, hi, bufs):  # type: ignore[no-untyped-def]
+def _affine_parallel(src, pairs, bits, signed, m, out, order, cval, lo, hi, bufs):  # type: ignore[no-untyped-def]
     rows = out.shape[0] * out.shape[1]
     blocks = bufs.shape[0]
     per = (rows + blocks - 1) // blocks
     for b in prange(blocks):
         _affine_rows(
-            src, m, out, order, cval, lo, hi, bufs[b], min(rows, b * per), min(rows, (b + 1) * per)
+            src,
+            pairs,
+            bits,
+            signed,
+            m,
+            out,
+            order,
+            cval,
+            lo,
+            hi,
+            bufs[b],
+            min(rows, b * per),
+            min(rows, (b + 1) * per),
         )
 
 
@@ -395,6 +489,16 @@ def _store_bounds(dtype: np.dtype) -> tuple[float, float]:
     return float(info.min), float(info.max)
 
 
+def _voxel_pairs(src: np.ndarray) -> tuple[np.ndarray, int]:
+    """For 8- and 16-bit voxels on a little-endian machine: an (unaligned) view of `src` whose
+    element q is voxels q and q + 1 as one word, and the voxel's bits; else (empty, 0)."""
+    if src.dtype.itemsize > 2 or src.dtype.kind == "f" or sys.byteorder != "little":
+        return np.empty(0, np.uint32), 0
+    word = np.uint16 if src.dtype.itemsize == 1 else np.uint32
+    pairs = np.ndarray((max(src.size - 1, 0),), dtype=word, buffer=src, strides=(src.itemsize,))
+    return pairs, 8 * src.dtype.itemsize
+
+
 def sample_affine(
     src: np.ndarray, matrix: np.ndarray, out: np.ndarray, order: int, cval: float
 ) -> None:
@@ -406,7 +510,9 @@ def sample_affine(
     threads = max(1, min(plan.threads, rows))
     bufs = np.empty((row_blocks(rows, threads), plan.out.shape[2]), np.float64)
     lo, hi = _store_bounds(plan.out.dtype)
-    args = (plan.src, plan.matrix, plan.out, plan.order, plan.cval, lo, hi)
+    pairs, bits = _voxel_pairs(plan.src)
+    signed = plan.src.dtype.kind == "i"
+    args = (plan.src, pairs, bits, signed, plan.matrix, plan.out, plan.order, plan.cval, lo, hi)
     if threads <= 1:
         _affine_rows(*args, bufs[0], 0, rows)
         return
