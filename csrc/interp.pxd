@@ -106,10 +106,10 @@ cdef extern from *:
     #define VF_BLOCK 32
 
     #define VF_LINEAR(NAME, T)                                                                \
-    VF_CLONES static void NAME(const void *src_, Py_ssize_t ny_, Py_ssize_t nx_,       \
-                                      double bz, double by, double bx, double sz, double sy,  \
-                                      double sx, Py_ssize_t start, Py_ssize_t stop,           \
-                                      double *buf) {                                          \
+    VF_CLONES static void NAME(const void *src_, Py_ssize_t ny_, Py_ssize_t nx_,              \
+                               double bz, double by, double bx, double sz, double sy,         \
+                               double sx, Py_ssize_t start, Py_ssize_t stop,                  \
+                               double *buf) {                                                 \
         const T *src = (const T *)src_;                                                       \
         const int nx = (int)nx_, plane = (int)(ny_ * nx_);                                    \
         double tz[VF_BLOCK], ty[VF_BLOCK], tx[VF_BLOCK];                                      \
@@ -160,10 +160,10 @@ cdef extern from *:
        back in the vector stage. */
     #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     #define VF_LINEAR_PAIRS(NAME, T, UT, P)                                                   \
-    VF_CLONES static void NAME(const void *src_, Py_ssize_t ny_, Py_ssize_t nx_,       \
-                                      double bz, double by, double bx, double sz, double sy,  \
-                                      double sx, Py_ssize_t start, Py_ssize_t stop,           \
-                                      double *buf) {                                          \
+    VF_CLONES static void NAME(const void *src_, Py_ssize_t ny_, Py_ssize_t nx_,              \
+                               double bz, double by, double bx, double sz, double sy,         \
+                               double sx, Py_ssize_t start, Py_ssize_t stop,                  \
+                               double *buf) {                                                 \
         const T *src = (const T *)src_;                                                       \
         const int nx = (int)nx_, plane = (int)(ny_ * nx_);                                    \
         const int shift = 8 * (int)sizeof(T);                                                 \
