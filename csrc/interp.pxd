@@ -26,6 +26,13 @@ cdef inline double floor_fast(double p) noexcept nogil:
     return f - 1.0 if p < f else f
 
 
+cdef inline double frac(double p, double f) noexcept nogil:
+    """p - floor(p) as the reference computes it: never -0.0 (at p = -0.0 the reference's floor
+    is -0.0 and the difference +0.0; floor_fast's +0.0 would give -0.0). x + 0.0 is x for every
+    other x, so the addition only canonicalises the zero."""
+    return (p - f) + 0.0
+
+
 cdef inline Py_ssize_t clamp_index(Py_ssize_t v, Py_ssize_t hi) noexcept nogil:
     if v < 0:
         return 0
@@ -54,6 +61,76 @@ cdef inline void bspline_weights(double t, double* w) noexcept nogil:
     w[1] = (2.0 / 3.0 - t2) + 0.5 * t3
     w[2] = (2.0 / 3.0 - u2) + 0.5 * u3
     w[3] = t3 / 6.0
+
+
+# One sample at an inside position (the clamped, general path): the reference's rules.
+
+cdef inline double sample_nearest(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny,
+                                  Py_ssize_t nx, double pz, double py,
+                                  double px) noexcept nogil:
+    cdef Py_ssize_t z = clamp_index(<Py_ssize_t>floor_fast(pz + 0.5), nz - 1)
+    cdef Py_ssize_t y = clamp_index(<Py_ssize_t>floor_fast(py + 0.5), ny - 1)
+    cdef Py_ssize_t x = clamp_index(<Py_ssize_t>floor_fast(px + 0.5), nx - 1)
+    return <double>src[(z * ny + y) * nx + x]
+
+
+cdef inline double sample_linear(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny,
+                                 Py_ssize_t nx, double pz, double py,
+                                 double px) noexcept nogil:
+    cdef double fz = floor_fast(pz), fy = floor_fast(py), fx = floor_fast(px)
+    cdef double tz = frac(pz, fz), ty = frac(py, fy), tx = frac(px, fx)
+    cdef Py_ssize_t z0 = <Py_ssize_t>fz, y0 = <Py_ssize_t>fy, x0 = <Py_ssize_t>fx
+    cdef Py_ssize_t z1 = clamp_index(z0 + 1, nz - 1)
+    cdef Py_ssize_t y1 = clamp_index(y0 + 1, ny - 1)
+    cdef Py_ssize_t x1 = clamp_index(x0 + 1, nx - 1)
+    z0 = clamp_index(z0, nz - 1)
+    y0 = clamp_index(y0, ny - 1)
+    x0 = clamp_index(x0, nx - 1)
+    cdef const voxel_t* r00 = src + (z0 * ny + y0) * nx
+    cdef const voxel_t* r01 = src + (z0 * ny + y1) * nx
+    cdef const voxel_t* r10 = src + (z1 * ny + y0) * nx
+    cdef const voxel_t* r11 = src + (z1 * ny + y1) * nx
+    cdef double c00 = (1.0 - tx) * <double>r00[x0] + tx * <double>r00[x1]
+    cdef double c01 = (1.0 - tx) * <double>r01[x0] + tx * <double>r01[x1]
+    cdef double c10 = (1.0 - tx) * <double>r10[x0] + tx * <double>r10[x1]
+    cdef double c11 = (1.0 - tx) * <double>r11[x0] + tx * <double>r11[x1]
+    cdef double c0 = (1.0 - ty) * c00 + ty * c01
+    cdef double c1 = (1.0 - ty) * c10 + ty * c11
+    return (1.0 - tz) * c0 + tz * c1
+
+
+cdef inline double sample_cubic(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny,
+                                Py_ssize_t nx, double pz, double py,
+                                double px) noexcept nogil:
+    cdef double wz[4]
+    cdef double wy[4]
+    cdef double wx[4]
+    cdef Py_ssize_t iz[4]
+    cdef Py_ssize_t iy[4]
+    cdef Py_ssize_t ix[4]
+    cdef double fz = floor_fast(pz), fy = floor_fast(py), fx = floor_fast(px)
+    cdef double vz = 0.0, vy = 0.0, vx
+    cdef Py_ssize_t a, b, c
+    cdef Py_ssize_t z0 = <Py_ssize_t>fz, y0 = <Py_ssize_t>fy, x0 = <Py_ssize_t>fx
+    cdef const voxel_t* row
+    bspline_weights(frac(pz, fz), wz)
+    bspline_weights(frac(py, fy), wy)
+    bspline_weights(frac(px, fx), wx)
+    for a in range(4):
+        iz[a] = fold_mirror(z0 + a - 1, nz)
+        iy[a] = fold_mirror(y0 + a - 1, ny)
+        ix[a] = fold_mirror(x0 + a - 1, nx)
+    for c in range(4):
+        vy = 0.0
+        for b in range(4):
+            row = src + (iz[c] * ny + iy[b]) * nx
+            vx = wx[0] * <double>row[ix[0]]
+            vx = vx + wx[1] * <double>row[ix[1]]
+            vx = vx + wx[2] * <double>row[ix[2]]
+            vx = vx + wx[3] * <double>row[ix[3]]
+            vy = wy[b] * vx if b == 0 else vy + wy[b] * vx
+        vz = wz[c] * vy if c == 0 else vz + wz[c] * vy
+    return vz
 
 
 cdef inline void store_row(const double* buf, store_t* out, Py_ssize_t n, double lo,

@@ -15,16 +15,18 @@ is inside the input and the loop needs no clamp, and the general sample at the t
 import numpy as np
 
 from cython.parallel cimport prange
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t
+from libc.stdint cimport int64_t
 
 from fused cimport store_t, voxel_t
 from interp cimport (
     INT32_LIMIT,
-    bspline_weights,
     clamp_index,
     floor_fast,
-    fold_mirror,
+    frac,
     linear_interior,
+    sample_cubic,
+    sample_linear,
+    sample_nearest,
     store_row,
 )
 
@@ -85,7 +87,7 @@ cdef void row_nearest(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize
     cdef double bx = (m[8] * k + m[9] * j) + m[11]
     cdef double hz = nz - 0.5, hy = ny - 0.5, hx = nx - 0.5
     cdef double pz, py, px, di
-    cdef Py_ssize_t i, z, y, x
+    cdef Py_ssize_t i
     for i in range(ni):
         di = <double>i
         pz = bz + m[2] * di
@@ -95,10 +97,7 @@ cdef void row_nearest(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize
                 and px <= hx):
             buf[i] = cval
             continue
-        z = clamp_index(<Py_ssize_t>floor_fast(pz + 0.5), nz - 1)
-        y = clamp_index(<Py_ssize_t>floor_fast(py + 0.5), ny - 1)
-        x = clamp_index(<Py_ssize_t>floor_fast(px + 0.5), nx - 1)
-        buf[i] = <double>src[(z * ny + y) * nx + x]
+        buf[i] = sample_nearest(src, nz, ny, nx, pz, py, px)
 
 
 cdef inline bint in_interior(double p, double upper) noexcept nogil:
@@ -149,41 +148,10 @@ cdef void interior_span(double base, double step, Py_ssize_t n, Py_ssize_t ni, P
 cdef inline double linear_at(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t nx,
                              double pz, double py, double px, double cval) noexcept nogil:
     """The general linear sample: the inside test, then neighbours clamped to the input."""
-    cdef double fz, fy, fx, tz, ty, tx, c0, c1, c00, c01, c10, c11
-    cdef Py_ssize_t z0, z1, y0, y1, x0, x1
-    cdef const voxel_t* r00
-    cdef const voxel_t* r01
-    cdef const voxel_t* r10
-    cdef const voxel_t* r11
     if not (pz >= -0.5 and pz <= nz - 0.5 and py >= -0.5 and py <= ny - 0.5 and px >= -0.5
             and px <= nx - 0.5):
         return cval
-    fz = floor_fast(pz)
-    fy = floor_fast(py)
-    fx = floor_fast(px)
-    tz = pz - fz
-    ty = py - fy
-    tx = px - fx
-    z0 = <Py_ssize_t>fz
-    y0 = <Py_ssize_t>fy
-    x0 = <Py_ssize_t>fx
-    z1 = clamp_index(z0 + 1, nz - 1)
-    y1 = clamp_index(y0 + 1, ny - 1)
-    x1 = clamp_index(x0 + 1, nx - 1)
-    z0 = clamp_index(z0, nz - 1)
-    y0 = clamp_index(y0, ny - 1)
-    x0 = clamp_index(x0, nx - 1)
-    r00 = src + (z0 * ny + y0) * nx
-    r01 = src + (z0 * ny + y1) * nx
-    r10 = src + (z1 * ny + y0) * nx
-    r11 = src + (z1 * ny + y1) * nx
-    c00 = (1.0 - tx) * <double>r00[x0] + tx * <double>r00[x1]
-    c01 = (1.0 - tx) * <double>r01[x0] + tx * <double>r01[x1]
-    c10 = (1.0 - tx) * <double>r10[x0] + tx * <double>r10[x1]
-    c11 = (1.0 - tx) * <double>r11[x0] + tx * <double>r11[x1]
-    c0 = (1.0 - ty) * c00 + ty * c01
-    c1 = (1.0 - ty) * c10 + ty * c11
-    return (1.0 - tz) * c0 + tz * c1
+    return sample_linear(src, nz, ny, nx, pz, py, px)
 
 
 cdef void row_linear(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t nx,
@@ -220,15 +188,8 @@ cdef void row_cubic(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t
     cdef double by = (m[4] * k + m[5] * j) + m[7]
     cdef double bx = (m[8] * k + m[9] * j) + m[11]
     cdef double hz = nz - 0.5, hy = ny - 0.5, hx = nx - 0.5
-    cdef double pz, py, px, fz, fy, fx, di, vz, vy, vx
-    cdef double wz[4]
-    cdef double wy[4]
-    cdef double wx[4]
-    cdef Py_ssize_t iz[4]
-    cdef Py_ssize_t iy[4]
-    cdef Py_ssize_t ix[4]
-    cdef Py_ssize_t i, a, b, c, z0, y0, x0
-    cdef const voxel_t* row
+    cdef double pz, py, px, di
+    cdef Py_ssize_t i
     for i in range(ni):
         di = <double>i
         pz = bz + m[2] * di
@@ -238,31 +199,7 @@ cdef void row_cubic(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t
                 and px <= hx):
             buf[i] = cval
             continue
-        fz = floor_fast(pz)
-        fy = floor_fast(py)
-        fx = floor_fast(px)
-        bspline_weights(pz - fz, wz)
-        bspline_weights(py - fy, wy)
-        bspline_weights(px - fx, wx)
-        z0 = <Py_ssize_t>fz
-        y0 = <Py_ssize_t>fy
-        x0 = <Py_ssize_t>fx
-        for a in range(4):
-            iz[a] = fold_mirror(z0 + a - 1, nz)
-            iy[a] = fold_mirror(y0 + a - 1, ny)
-            ix[a] = fold_mirror(x0 + a - 1, nx)
-        vz = 0.0
-        for c in range(4):
-            vy = 0.0
-            for b in range(4):
-                row = src + (iz[c] * ny + iy[b]) * nx
-                vx = wx[0] * <double>row[ix[0]]
-                vx = vx + wx[1] * <double>row[ix[1]]
-                vx = vx + wx[2] * <double>row[ix[2]]
-                vx = vx + wx[3] * <double>row[ix[3]]
-                vy = wy[b] * vx if b == 0 else vy + wy[b] * vx
-            vz = wz[c] * vy if c == 0 else vz + wz[c] * vy
-        buf[i] = vz
+        buf[i] = sample_cubic(src, nz, ny, nx, pz, py, px)
 
 
 cdef void row_lanczos(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t nx,
@@ -293,9 +230,9 @@ cdef void row_lanczos(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize
         fz = floor_fast(pz)
         fy = floor_fast(py)
         fx = floor_fast(px)
-        lanczos_weights(pz - fz, wz)
-        lanczos_weights(py - fy, wy)
-        lanczos_weights(px - fx, wx)
+        lanczos_weights(frac(pz, fz), wz)
+        lanczos_weights(frac(py, fy), wy)
+        lanczos_weights(frac(px, fx), wx)
         z0 = <Py_ssize_t>fz
         y0 = <Py_ssize_t>fy
         x0 = <Py_ssize_t>fx
