@@ -55,7 +55,6 @@ def resample_chunked(
     """
     import dask.array as da
 
-
     m = np.asarray(matrix, dtype=np.float64)[:3].copy()
     out_shape = tuple(int(n) for n in out_shape)
     in_shape = np.array(array.shape[-3:])
