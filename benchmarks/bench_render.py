@@ -22,11 +22,11 @@ precomputed coordinates (computing them is not timed), and reduces with numpy:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from _bench import describe, timed
 
 import voxelflow
 from voxelflow import Plane, Slab
@@ -67,25 +67,6 @@ def plane(ct: Volume, bench_scale: str) -> Plane:
     return axial.rotated((1, 0, 0), 25).rotated((0, 0, 1), 15)
 
 
-@pytest.fixture
-def two_threads() -> Iterator[None]:
-    before = voxelflow.get_num_threads()
-    voxelflow.set_num_threads(THREADS)
-    yield
-    voxelflow.set_num_threads(before)
-
-
-def _describe(benchmark: Any, group: str, role: str, nbytes: int, nvoxels: int, **info: Any) -> None:
-    benchmark.group = group
-    benchmark.extra_info.update(role=role, nbytes=nbytes, nvoxels=nvoxels, **info)
-
-
-def _run(benchmark: Any, fn: Callable[[], Any], bench_scale: str, rounds: int = 5) -> Any:
-    if bench_scale == "full":
-        return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
-    return benchmark(fn)
-
-
 def _coords(volume: Volume, plane: Plane, offset: float = 0.0) -> np.ndarray:
     inv = np.linalg.inv(volume.affine)
     positions = plane.positions() + offset * plane.normal
@@ -102,8 +83,8 @@ def _plane_group(ct: Volume, plane: Plane) -> str:
 @pytest.mark.parametrize("backend", BACKENDS)
 def bench_plane_voxelflow(benchmark: Any, ct: Volume, plane: Plane, backend: str, bench_scale: str, two_threads: None) -> None:
     image = voxelflow.mpr(ct, plane, backend=backend)
-    _describe(benchmark, _plane_group(ct, plane), "voxelflow", image.nbytes, image.size, kernel="sample_slab", backend=backend, threads=THREADS)
-    _run(benchmark, lambda: voxelflow.mpr(ct, plane, backend=backend), bench_scale, rounds=20)
+    describe(benchmark, _plane_group(ct, plane), "voxelflow", image.nbytes, image.size, kernel="sample_slab", backend=backend, threads=THREADS)
+    timed(benchmark, lambda: voxelflow.mpr(ct, plane, backend=backend), bench_scale, rounds=20)
 
 
 def bench_plane_scipy(benchmark: Any, ct: Volume, plane: Plane, bench_scale: str) -> None:
@@ -114,8 +95,8 @@ def bench_plane_scipy(benchmark: Any, ct: Volume, plane: Plane, bench_scale: str
     got = voxelflow.mpr(ct, plane) + 1024.0
     inside = ~np.isnan(got)
     np.testing.assert_allclose(got[inside], expected[inside], rtol=1e-5, atol=1e-2)
-    _describe(benchmark, _plane_group(ct, plane), "peer", expected.nbytes, expected.size, peer="scipy map_coordinates order=1 (1 thread)", threads=1)
-    _run(benchmark, lambda: ndi.map_coordinates(ct.array, coords, output=np.float32, order=1, mode="nearest"), bench_scale)
+    describe(benchmark, _plane_group(ct, plane), "peer", expected.nbytes, expected.size, peer="scipy map_coordinates order=1 (1 thread)", threads=1)
+    timed(benchmark, lambda: ndi.map_coordinates(ct.array, coords, output=np.float32, order=1, mode="nearest"), bench_scale)
 
 
 # -- oblique slab MIP ------------------------------------------------------------------------
@@ -131,8 +112,8 @@ SLAB = Slab(20.0, "mip", spacing=1.0)
 @pytest.mark.parametrize("backend", BACKENDS)
 def bench_slab_voxelflow(benchmark: Any, ct: Volume, plane: Plane, backend: str, bench_scale: str, two_threads: None) -> None:
     image = voxelflow.mpr(ct, plane, slab=SLAB, backend=backend)
-    _describe(benchmark, _slab_group(ct, plane), "voxelflow", image.nbytes, image.size, kernel="sample_slab", backend=backend, threads=THREADS)
-    _run(benchmark, lambda: voxelflow.mpr(ct, plane, slab=SLAB, backend=backend), bench_scale)
+    describe(benchmark, _slab_group(ct, plane), "voxelflow", image.nbytes, image.size, kernel="sample_slab", backend=backend, threads=THREADS)
+    timed(benchmark, lambda: voxelflow.mpr(ct, plane, slab=SLAB, backend=backend), bench_scale)
 
 
 def bench_slab_scipy(benchmark: Any, ct: Volume, plane: Plane, bench_scale: str) -> None:
@@ -154,8 +135,8 @@ def bench_slab_scipy(benchmark: Any, ct: Volume, plane: Plane, bench_scale: str)
     n = np.array(ct.shape) - 0.5
     inside = np.all([np.all((c >= -0.5) & (c <= n[:, None, None]), axis=0) for c in coords], axis=0)
     np.testing.assert_allclose(got[inside], expected[inside], rtol=1e-5, atol=1e-2)
-    _describe(benchmark, _slab_group(ct, plane), "peer", expected.nbytes, expected.size, peer="scipy map_coordinates x20 + np.maximum (1 thread)", threads=1)
-    _run(benchmark, scipy_slab, bench_scale)
+    describe(benchmark, _slab_group(ct, plane), "peer", expected.nbytes, expected.size, peer="scipy map_coordinates x20 + np.maximum (1 thread)", threads=1)
+    timed(benchmark, scipy_slab, bench_scale)
 
 
 # -- axis-aligned projection -----------------------------------------------------------------
@@ -168,22 +149,22 @@ def _project_group(ct: Volume) -> str:
 def bench_project_memcpy(benchmark: Any, ct: Volume, bench_scale: str) -> None:
     dst = np.empty_like(ct.array)
     np.copyto(dst, ct.array)
-    _describe(benchmark, _project_group(ct), "memcpy", 2 * ct.array.nbytes, ct.array.size)
-    _run(benchmark, lambda: np.copyto(dst, ct.array), bench_scale)
+    describe(benchmark, _project_group(ct), "memcpy", 2 * ct.array.nbytes, ct.array.size)
+    timed(benchmark, lambda: np.copyto(dst, ct.array), bench_scale)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def bench_project_voxelflow(benchmark: Any, ct: Volume, backend: str, bench_scale: str, two_threads: None) -> None:
     image = voxelflow.project(ct, direction=(0, 0, -1), backend=backend)
     np.testing.assert_array_equal(np.sort(image.ravel()), np.sort(ct.array.max(axis=0).ravel() - 1024.0))
-    _describe(benchmark, _project_group(ct), "voxelflow", ct.array.nbytes + image.nbytes, image.size, kernel="project_axis", backend=backend, threads=THREADS)
-    _run(benchmark, lambda: voxelflow.project(ct, direction=(0, 0, -1), backend=backend), bench_scale)
+    describe(benchmark, _project_group(ct), "voxelflow", ct.array.nbytes + image.nbytes, image.size, kernel="project_axis", backend=backend, threads=THREADS)
+    timed(benchmark, lambda: voxelflow.project(ct, direction=(0, 0, -1), backend=backend), bench_scale)
 
 
 def bench_project_numpy(benchmark: Any, ct: Volume, bench_scale: str) -> None:
     out = ct.array.max(axis=0)
-    _describe(benchmark, _project_group(ct), "peer", ct.array.nbytes + out.nbytes, out.size, peer="numpy.max(axis=0)", threads=1)
-    _run(benchmark, lambda: ct.array.max(axis=0), bench_scale)
+    describe(benchmark, _project_group(ct), "peer", ct.array.nbytes + out.nbytes, out.size, peer="numpy.max(axis=0)", threads=1)
+    timed(benchmark, lambda: ct.array.max(axis=0), bench_scale)
 
 
 # -- rotating projection ---------------------------------------------------------------------
@@ -202,8 +183,8 @@ def bench_spin_voxelflow(benchmark: Any, ct: Volume, backend: str, bench_scale: 
         return voxelflow.rotating_projection(ct, views, size=(size, size), spacing=_spin_spacing(ct, size), backend=backend)
 
     stack = spin()
-    _describe(benchmark, _spin_group(ct, views), "voxelflow", stack.nbytes, stack.size, kernel="sample_slab", backend=backend, threads=THREADS)
-    _run(benchmark, spin, bench_scale, rounds=1)
+    describe(benchmark, _spin_group(ct, views), "voxelflow", stack.nbytes, stack.size, kernel="sample_slab", backend=backend, threads=THREADS)
+    timed(benchmark, spin, bench_scale, rounds=1)
 
 
 def _spin_spacing(ct: Volume, size: int) -> float:
@@ -224,8 +205,8 @@ def bench_spin_scipy(benchmark: Any, ct: Volume, bench_scale: str) -> None:
             frames.append(turned.max(axis=1))
         return np.stack(frames)
 
-    _describe(benchmark, _spin_group(ct, views), "peer", 0, 0, peer="scipy.ndimage.rotate order=1 + max, per view (1 thread)", threads=1)
-    _run(benchmark, scipy_spin, bench_scale, rounds=1)
+    describe(benchmark, _spin_group(ct, views), "peer", 0, 0, peer="scipy.ndimage.rotate order=1 + max, per view (1 thread)", threads=1)
+    timed(benchmark, scipy_spin, bench_scale, rounds=1)
 
 
 # -- cold zarr store -------------------------------------------------------------------------
@@ -264,8 +245,8 @@ def _cold_group(bench_scale: str) -> str:
 def bench_cold_voxelflow(benchmark: Any, cold_store: Any, backend: str, bench_scale: str, two_threads: None) -> None:
     store, plane = cold_store
     image = voxelflow.mpr(store.open("big"), plane, backend=backend)
-    _describe(benchmark, _cold_group(bench_scale), "voxelflow", image.nbytes, image.size, kernel="sample_slab", backend=backend, threads=THREADS)
-    _run(benchmark, lambda: voxelflow.mpr(store.open("big"), plane, backend=backend), bench_scale, rounds=3)
+    describe(benchmark, _cold_group(bench_scale), "voxelflow", image.nbytes, image.size, kernel="sample_slab", backend=backend, threads=THREADS)
+    timed(benchmark, lambda: voxelflow.mpr(store.open("big"), plane, backend=backend), bench_scale, rounds=3)
 
 
 def bench_cold_load_everything(benchmark: Any, cold_store: Any, bench_scale: str, two_threads: None) -> None:
@@ -276,5 +257,5 @@ def bench_cold_load_everything(benchmark: Any, cold_store: Any, bench_scale: str
         return voxelflow.mpr(volume.with_array(volume.to_numpy()), plane)
 
     np.testing.assert_array_equal(load_then_reslice(), voxelflow.mpr(store.open("big"), plane))
-    _describe(benchmark, _cold_group(bench_scale), "peer", 0, 0, peer="load the whole volume, then reslice", threads=THREADS)
-    _run(benchmark, load_then_reslice, bench_scale, rounds=1)
+    describe(benchmark, _cold_group(bench_scale), "peer", 0, 0, peer="load the whole volume, then reslice", threads=THREADS)
+    timed(benchmark, load_then_reslice, bench_scale, rounds=1)

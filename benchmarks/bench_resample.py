@@ -12,11 +12,12 @@ same number of threads as voxelflow (SimpleITK's global default; scipy is single
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from _bench import describe, timed
 
 import voxelflow
 from voxelflow.resampling import output_grid
@@ -62,26 +63,6 @@ def oblique_grid(ct: Volume) -> tuple[np.ndarray, tuple[int, int, int]]:
     return grid, shape
 
 
-@pytest.fixture
-def two_threads() -> Iterator[None]:
-    before = voxelflow.get_num_threads()
-    voxelflow.set_num_threads(THREADS)
-    yield
-    voxelflow.set_num_threads(before)
-
-
-def _describe(benchmark: Any, group: str, role: str, nbytes: int, nvoxels: int, **info: Any) -> None:
-    benchmark.group = group
-    benchmark.extra_info.update(role=role, nbytes=nbytes, nvoxels=nvoxels, **info)
-
-
-def _run(benchmark: Any, fn: Callable[[], Any], bench_scale: str) -> Any:
-    if bench_scale == "full":
-        # 5 rounds: on a shared 2-core machine a neighbour's burst can double one round
-        return benchmark.pedantic(fn, rounds=5, iterations=1, warmup_rounds=0)
-    return benchmark(fn)
-
-
 def _sitk_resample(ct: Volume, grid: np.ndarray, shape: tuple[int, int, int]) -> Callable[[], Any]:
     import SimpleITK as sitk
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(THREADS)
@@ -111,16 +92,16 @@ def bench_iso_memcpy(benchmark: Any, ct: Volume, bench_scale: str) -> None:
     src = np.ones(shape, np.int16)
     dst = np.empty_like(src)
     np.copyto(dst, src)
-    _describe(benchmark, _iso_group(ct), "memcpy", 2 * src.nbytes, src.size)
-    _run(benchmark, lambda: np.copyto(dst, src), bench_scale)
+    describe(benchmark, _iso_group(ct), "memcpy", 2 * src.nbytes, src.size)
+    timed(benchmark, lambda: np.copyto(dst, src), bench_scale)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def bench_iso_voxelflow(benchmark: Any, ct: Volume, backend: str, bench_scale: str, two_threads: None) -> None:
     out = voxelflow.resample(ct, spacing=TARGET, backend=backend)  # compile / warm up
-    _describe(benchmark, _iso_group(ct), "voxelflow", ct.array.nbytes + out.array.nbytes,
+    describe(benchmark, _iso_group(ct), "voxelflow", ct.array.nbytes + out.array.nbytes,
               out.array.size, kernel="sample_axis", backend=backend, threads=THREADS)
-    _run(benchmark, lambda: voxelflow.resample(ct, spacing=TARGET, backend=backend), bench_scale)
+    timed(benchmark, lambda: voxelflow.resample(ct, spacing=TARGET, backend=backend), bench_scale)
 
 
 def bench_iso_simpleitk(benchmark: Any, ct: Volume, bench_scale: str) -> None:
@@ -130,9 +111,9 @@ def bench_iso_simpleitk(benchmark: Any, ct: Volume, bench_scale: str) -> None:
     got = __import__("SimpleITK").GetArrayFromImage(run())
     # the same grid and interpolation: equal but for int16 rounding (ITK truncates differently)
     assert np.abs(got.astype(np.int32) - expected).max() <= 1
-    _describe(benchmark, _iso_group(ct), "peer", ct.array.nbytes + expected.nbytes, expected.size,
+    describe(benchmark, _iso_group(ct), "peer", ct.array.nbytes + expected.nbytes, expected.size,
               peer="SimpleITK ResampleImageFilter sitkLinear", threads=THREADS)
-    _run(benchmark, run, bench_scale)
+    timed(benchmark, run, bench_scale)
 
 
 def bench_iso_scipy_zoom(benchmark: Any, ct: Volume, bench_scale: str) -> None:
@@ -141,9 +122,9 @@ def bench_iso_scipy_zoom(benchmark: Any, ct: Volume, bench_scale: str) -> None:
     zoom = [n_out / n_in for n_out, n_in in zip(shape, ct.shape)]
     out = ndi.zoom(ct.array, zoom, order=1)
     assert out.shape == tuple(shape)
-    _describe(benchmark, _iso_group(ct), "peer", ct.array.nbytes + out.nbytes, out.size,
+    describe(benchmark, _iso_group(ct), "peer", ct.array.nbytes + out.nbytes, out.size,
               peer="scipy.ndimage.zoom order=1 (1 thread)", threads=1)
-    _run(benchmark, lambda: ndi.zoom(ct.array, zoom, order=1), bench_scale)
+    timed(benchmark, lambda: ndi.zoom(ct.array, zoom, order=1), bench_scale)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -151,9 +132,9 @@ def bench_oblique_voxelflow(benchmark: Any, ct: Volume, oblique_grid: Any, backe
                             bench_scale: str, two_threads: None) -> None:
     grid, shape = oblique_grid
     out = voxelflow.resample(ct, affine=grid, shape=shape, backend=backend)
-    _describe(benchmark, _oblique_group(ct), "voxelflow", ct.array.nbytes + out.array.nbytes,
+    describe(benchmark, _oblique_group(ct), "voxelflow", ct.array.nbytes + out.array.nbytes,
               out.array.size, kernel="sample_affine", backend=backend, threads=THREADS)
-    _run(benchmark, lambda: voxelflow.resample(ct, affine=grid, shape=shape, backend=backend), bench_scale)
+    timed(benchmark, lambda: voxelflow.resample(ct, affine=grid, shape=shape, backend=backend), bench_scale)
 
 
 def bench_oblique_simpleitk(benchmark: Any, ct: Volume, oblique_grid: Any, bench_scale: str) -> None:
@@ -163,6 +144,6 @@ def bench_oblique_simpleitk(benchmark: Any, ct: Volume, oblique_grid: Any, bench
     got = __import__("SimpleITK").GetArrayFromImage(run())
     # equal but for int16 rounding, and the half-voxel border where the inside tests round apart
     assert np.mean(np.abs(got.astype(np.int32) - expected) <= 1) > 0.999
-    _describe(benchmark, _oblique_group(ct), "peer", ct.array.nbytes + expected.nbytes, expected.size,
+    describe(benchmark, _oblique_group(ct), "peer", ct.array.nbytes + expected.nbytes, expected.size,
               peer="SimpleITK ResampleImageFilter sitkLinear", threads=THREADS)
-    _run(benchmark, run, bench_scale)
+    timed(benchmark, run, bench_scale)

@@ -16,8 +16,11 @@ benchmark then runs once, on small inputs, as a smoke test. ``bench_scale`` tell
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+
+import voxelflow
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +29,12 @@ def bench_scale(pytestconfig: pytest.Config) -> str:
     if pytestconfig.getoption("benchmark_disable") and not pytestconfig.getoption("benchmark_enable"):
         return "smoke"
     return "quick" if os.environ.get("VOXELFLOW_BENCH_QUICK") else "full"
+
+
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    """voxelflow's kernels on 2 threads (the suites' comparisons), restored afterwards."""
+    before = voxelflow.get_num_threads()
+    voxelflow.set_num_threads(2)
+    yield
+    voxelflow.set_num_threads(before)

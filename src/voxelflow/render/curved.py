@@ -50,13 +50,13 @@ from .chunks import Region
 from .limits import RenderLimits, check_image, resolve
 from .mpr import (
     _CUBIC_MARGIN,
-    _EMPTY,
     _SUPPORT,
     _SWAP,
+    EMPTY,
     _check_volume,
     _kernel_source,
     _order,
-    render_grid,
+    finish,
     rescale_for,
 )
 from .project import _positive, _unit
@@ -291,19 +291,7 @@ def curved_mpr(
         display,
         backend,
     )
-    flat = Volume(stored[None], np.eye(4), volume.meta)
-    return render_grid(
-        flat,
-        np.eye(4),
-        (1, *size),
-        mode="max",
-        interp="nearest",
-        display=display,
-        out=out,
-        cval=cval,
-        backend=backend,
-        what=what,
-    )
+    return finish(volume, stored, display, out=out, cval=cval, backend=backend, what=what)
 
 
 def _sample_surface(
@@ -319,7 +307,7 @@ def _sample_surface(
     display: Any,
     backend: str | None,
 ) -> np.ndarray:
-    """Stored values reduced over the slab offsets, float64 (rows, columns), ``_EMPTY`` where no
+    """Stored values reduced over the slab offsets, float64 (rows, columns), ``EMPTY`` where no
     sample is inside; a ray sum carries its intercepts (see the end)."""
     rows, cols = size
     inverse = np.linalg.inv(volume.affine)
@@ -332,14 +320,14 @@ def _sample_surface(
     shape = np.array(volume.shape[-3:])
     src, start = _region(volume, base, step_index, offsets, order)
     sample = kernels.get("sample_points", backend)
-    values = np.full((rows, cols), _EMPTY, np.float64)
+    values = np.full((rows, cols), EMPTY, np.float64)
     if src is None:
         return values
     slope, intercept = rescale_for(volume, display)
     kernel_mode = _SWAP[mode] if slope < 0 else mode
     if len(offsets) == 1 and offsets[0] == 0.0:
         coords = np.ascontiguousarray(base - start)
-        sample(src, coords, values, order, _EMPTY)
+        sample(src, coords, values, order, EMPTY)
         return values
     acc = np.full(
         (rows, cols),
@@ -365,7 +353,7 @@ def _sample_surface(
     elif kernel_mode == "sum" and intercept != 0.0 and slope != 0.0:
         # the Modality LUT adds one intercept per inside sample, the pass below adds one
         acc = acc + (count - 1) * (intercept / slope)
-    values[:] = np.where(count > 0, acc, _EMPTY)
+    values[:] = np.where(count > 0, acc, EMPTY)
     return values
 
 

@@ -30,8 +30,10 @@ from .limits import RenderLimits, check_image, resolve
 from .slab import Slab
 
 __all__ = [
+    "EMPTY",
     "INTERPOLATIONS",
     "choose_level",
+    "finish",
     "index_matrix",
     "mpr",
     "render_grid",
@@ -47,9 +49,9 @@ _SUPPORT = {0: 1.0, 1: 1.0, 3: 2.0}
 # The cubic prefilter runs on the region read, grown by this margin: the filter's influence
 # decays as |sqrt(3) - 2| ** n, 0.268 ** 16 = 1.4e-9 of a voxel value at the region's edge.
 _CUBIC_MARGIN = 16
-# The kernel's fill for pixels with no inside sample: a float32 no interpolation of the volume
-# produces (the most negative finite float32), turned into NaN or `cval` afterwards.
-_EMPTY = float(np.finfo(np.float32).min)
+#: The kernels' fill for pixels with no inside sample: a float32 no interpolation of the volume
+#: produces (the most negative finite float32), turned into NaN or `cval` by :func:`finish`.
+EMPTY = float(np.finfo(np.float32).min)
 # Rows per block when a display pipeline follows: 64 x 512 float32 stays in L2.
 _BLOCK_PIXELS = 1 << 15
 _SWAP = {"max": "min", "min": "max", "mean": "mean", "sum": "sum"}
@@ -168,20 +170,20 @@ def _sample(
     mode: str,
     order: int,
     backend: str | None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """(reduced stored values as float32 (rows, columns) with _EMPTY where no sample was
-    inside, inside-sample counts or None): the kernel call on the voxels the grid touches."""
+) -> np.ndarray:
+    """Reduced stored values as float32 (rows, columns), EMPTY where no sample was inside:
+    the kernel call on the voxels the grid touches."""
     matrix = index_matrix(volume, grid)
     support = _SUPPORT[order] + (_CUBIC_MARGIN if order == 3 else 0)
     region = read_region(volume.array, matrix, extent, support)
-    values = np.full(extent[1:], _EMPTY, np.float32)
+    values = np.full(extent[1:], EMPTY, np.float32)
     if region is None:
-        return values, None
+        return values
     local = matrix.copy()
     local[:, 3] -= np.asarray(region.offset, dtype=np.float64)
     src = _kernel_source(region, order)
-    kernels.get("sample_slab", backend)(src, local, values, order, _EMPTY, extent[0], mode)
-    return values, local
+    kernels.get("sample_slab", backend)(src, local, values, order, EMPTY, extent[0], mode)
+    return values
 
 
 def _kernel_source(region: Region, order: int) -> np.ndarray:
@@ -220,14 +222,40 @@ def render_grid(
     order = _order(interp, what)
     pipeline = _pipeline(display, volume)
     slope, intercept = rescale_for(volume, pipeline)
-    lut_modality = pipeline is not None and not hasattr(pipeline.modality, "slope")
     kernel_mode = _SWAP[mode] if slope < 0 else mode
-    rows, cols = extent[1], extent[2]
-    stored, _ = _sample(volume, grid, extent, kernel_mode, order, backend)
-    empty = stored == np.float32(_EMPTY)
+    stored = _sample(volume, grid, extent, kernel_mode, order, backend)
     counts = None
     if mode == "sum" and intercept != 0.0:
         counts = _inside_counts(volume, grid, extent, order, backend)
+    return finish(
+        volume, stored, pipeline, counts=counts, out=out, cval=cval, backend=backend, what=what
+    )
+
+
+def finish(
+    volume: Volume,
+    stored: np.ndarray,
+    display: Any = None,
+    *,
+    counts: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+    cval: float | None = None,
+    backend: str | None = None,
+    what: str = "render",
+) -> np.ndarray:
+    """The image of reduced stored values: `volume`'s Modality LUT (or the display pipeline's),
+    then the display pipeline, fused row block by row block; pixels holding :data:`EMPTY`
+    (no inside sample) become `cval` (NaN by default; black under a display).
+
+    The last step of every renderer (:func:`render_grid`, the projections' axis path, curved
+    MPR); `volume` supplies the rescale and windows, `counts` the inside samples per pixel of
+    a ray sum whose intercept is not 0 (each adds one intercept).
+    """
+    pipeline = _pipeline(display, volume)
+    slope, intercept = rescale_for(volume, pipeline)
+    lut_modality = pipeline is not None and not hasattr(pipeline.modality, "slope")
+    rows, cols = stored.shape
+    empty = stored == np.float32(EMPTY)
     fill = np.nan if cval is None else float(cval)
     if pipeline is None:
         result = _output(out, (rows, cols), np.dtype(np.float32), what)

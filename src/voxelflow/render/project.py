@@ -43,10 +43,12 @@ from ..volume import Volume
 from .limits import RenderLimits, check_count, check_image, resolve
 from .mpr import (
     _SWAP,
+    EMPTY,
     _check_volume,
     _order,
     _pipeline,
     choose_level,
+    finish,
     render_grid,
     rescale_for,
     slab_grid,
@@ -341,19 +343,8 @@ def _render(
     extent = (samples, *plane.size)
     fast = _axis_projection(source, grid, extent, mode, display, backend)
     if fast is not None:
-        projected, local, shown = fast
-        return render_grid(
-            projected,
-            local,
-            (1, *plane.size),
-            mode="max",
-            interp="nearest",
-            display=shown,
-            out=out,
-            cval=cval,
-            backend=backend,
-            what=what,
-        )
+        stored, described, shown = fast
+        return finish(described, stored, shown, out=out, cval=cval, backend=backend, what=what)
     return render_grid(
         source,
         grid,
@@ -409,11 +400,9 @@ def _axis_projection(
     slope, intercept = rescale_for(volume, display)
     kernel_mode = _SWAP[mode] if slope < 0 else mode
     reduced = _reduce_axis(volume.array, ray, kernel_mode, backend)
-    local = np.eye(4)
-    local[:3] = 0.0
-    for row, a in enumerate(a for a in range(3) if a != ray):
-        local[row + 1] = np.round(matrix[a])
-        local[row + 1, 0] = 0.0
+    # the pixel (j, i) -> reduced index map: per reduced axis a +-1 step along j or i
+    pixel_map = np.array([np.round(matrix[a, 1:]) for a in range(3) if a != ray])
+    stored = _place(reduced, pixel_map, extent[1:])
     meta = dict(volume.meta)
     if mode == "sum" and intercept != 0.0:
         # every pixel's ray held n inside samples, so the Modality LUT adds n intercepts
@@ -426,7 +415,34 @@ def _axis_projection(
             from ..display import Rescale
 
             display = replace(pipeline, modality=Rescale(slope=slope, intercept=n * intercept))
-    return Volume(reduced[None], np.eye(4), meta), local, display
+    return stored, Volume(volume.array, volume.affine, meta), display
+
+
+def _place(reduced: np.ndarray, pixel_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """float32 image of `size` whose pixel (j, i) is ``reduced[r0, r1]`` with
+    ``(r0, r1) = pixel_map @ (j, i, 1)``, EMPTY where that index is outside `reduced`.
+
+    `pixel_map` (2 x 3, whole numbers) steps each reduced axis by +-1 along one image axis, so
+    the image is a flipped or transposed window of `reduced`: a strided copy, no sampling.
+    """
+    image = np.full(size, EMPTY, np.float32)
+    view = reduced
+    if pixel_map[0, 1] != 0:  # reduced axis 0 follows the columns: swap the axes
+        view, pixel_map = view.T, pixel_map[::-1]
+    windows = []
+    for axis in range(2):
+        step, offset = int(pixel_map[axis, axis]), int(pixel_map[axis, 2])
+        n = view.shape[axis]
+        # image positions p with 0 <= step * p + offset < n
+        lo = max(0, -offset) if step > 0 else max(0, offset - n + 1)
+        hi = min(size[axis], n - offset) if step > 0 else min(size[axis], offset + 1)
+        if lo >= hi:
+            return image
+        first, last = step * lo + offset, step * (hi - 1) + offset
+        stop = last + step if last + step >= 0 else None
+        windows.append((slice(lo, hi), slice(first, stop, step)))
+    image[windows[0][0], windows[1][0]] = view[windows[0][1], windows[1][1]]
+    return image
 
 
 def _reduce_axis(array: Any, axis: int, mode: str, backend: str | None) -> np.ndarray:
