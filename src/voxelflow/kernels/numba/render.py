@@ -27,9 +27,9 @@ from ..reference.render import (
 )
 from .config import JIT, PARALLEL_JIT, apply_num_threads
 from .resample import (
-    BLOCK,
     _linear_interior,
     _linear_interior_pairs,
+    _linear_scratch,
     _sample_cubic,
     _sample_linear,
     _sample_nearest,
@@ -239,15 +239,7 @@ def _slab_tiles(
     w = np.empty((3, 4))
     idx = np.empty((3, 4), np.int64)
     flat = src.reshape(src.size)
-    scratch = (
-        np.empty((3, BLOCK)),
-        np.empty(BLOCK, np.int64),
-        np.empty((8, BLOCK), src.dtype),
-        pairs,
-        bits,
-        signed,
-        np.empty((4, BLOCK), pairs.dtype),
-    )
+    scratch = _linear_scratch(src, pairs, bits, signed)
     strips = (ni + STRIP - 1) // STRIP
     tiles = ((nj + BAND - 1) // BAND) * strips
     if mode == MODE_MAX:

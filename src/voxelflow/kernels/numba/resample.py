@@ -183,6 +183,24 @@ def _linear_at(src, pz, py, px, cval):  # type: ignore[no-untyped-def]
     return (1.0 - tz) * c0 + tz * c1
 
 
+@njit(inline="always", **JIT)
+def _positions(bz, by, bx, sz, sy, sx, i0, n, plane, nx, t, idx):  # type: ignore[no-untyped-def]
+    """The staged loop's first stage for samples i0 .. i0 + n - 1 (positions in [0, n - 1) on
+    every axis): fractions into `t`, flat offsets into `idx`."""
+    d0 = float(i0)
+    for k in range(n):
+        di = d0 + float(k)
+        pz = bz + sz * di
+        py = by + sy * di
+        px = bx + sx * di
+        z0, y0, x0 = int(pz), int(py), int(px)
+        # truncation is floor here; + 0.0 turns the -0.0 of p = -0.0 into the reference's +0.0
+        t[0, k] = (pz - float(z0)) + 0.0
+        t[1, k] = (py - float(y0)) + 0.0
+        t[2, k] = (px - float(x0)) + 0.0
+        idx[k] = z0 * plane + y0 * nx + x0
+
+
 @njit(**JIT)
 def _linear_interior(flat, ny, nx, bz, by, bx, sz, sy, sx, start, stop, buf, off, t, idx, v):  # type: ignore[no-untyped-def]
     """Linear samples start..stop into buf[i - off] where 0 <= p < n - 1 on every axis.
@@ -197,18 +215,7 @@ def _linear_interior(flat, ny, nx, bz, by, bx, sz, sy, sx, start, stop, buf, off
     block = idx.shape[0]
     for i0 in range(start, stop, block):
         n = min(block, stop - i0)
-        d0 = float(i0)
-        for k in range(n):
-            di = d0 + float(k)
-            pz = bz + sz * di
-            py = by + sy * di
-            px = bx + sx * di
-            z0, y0, x0 = int(pz), int(py), int(px)
-            # truncation is floor here; + 0.0 turns the -0.0 of p = -0.0 into the reference's +0.0
-            t[0, k] = (pz - float(z0)) + 0.0
-            t[1, k] = (py - float(y0)) + 0.0
-            t[2, k] = (px - float(x0)) + 0.0
-            idx[k] = z0 * plane + y0 * nx + x0
+        _positions(bz, by, bx, sz, sy, sx, i0, n, plane, nx, t, idx)
         for k in range(n):
             q = np.uint64(idx[k])
             v[0, k] = flat[q]
@@ -256,17 +263,7 @@ def _linear_interior_pairs(
     block = idx.shape[0]
     for i0 in range(start, stop, block):
         n = min(block, stop - i0)
-        d0 = float(i0)
-        for k in range(n):
-            di = d0 + float(k)
-            pz = bz + sz * di
-            py = by + sy * di
-            px = bx + sx * di
-            z0, y0, x0 = int(pz), int(py), int(px)
-            t[0, k] = (pz - float(z0)) + 0.0
-            t[1, k] = (py - float(y0)) + 0.0
-            t[2, k] = (px - float(x0)) + 0.0
-            idx[k] = z0 * plane + y0 * nx + x0
+        _positions(bz, by, bx, sz, sy, sx, i0, n, plane, nx, t, idx)
         for k in range(n):
             q = np.uint64(idx[k])
             w[0, k] = pairs[q]
