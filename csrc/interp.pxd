@@ -182,6 +182,20 @@ cdef extern from *:
     #include <string.h>
     #define VF_BLOCK 32
 
+    /* The first stage: positions, fractions and offsets of samples i0 .. i0 + n - 1 (in the
+       callers' variables), 0 <= p < n - 1 on every axis. */
+    #define VF_POSITIONS                                                                      \
+            for (k = 0; k < n; k++) {                                                         \
+                const double di = d0 + (double)k;                                             \
+                const double pz = bz + sz * di, py = by + sy * di, px = bx + sx * di;         \
+                /* 0 <= p < n - 1: truncation is floor; + 0.0 makes p = -0.0 give +0.0 */     \
+                const int z0 = (int)pz, y0 = (int)py, x0 = (int)px;                           \
+                tz[k] = (pz - (double)z0) + 0.0;                                              \
+                ty[k] = (py - (double)y0) + 0.0;                                              \
+                tx[k] = (px - (double)x0) + 0.0;                                              \
+                off[k] = z0 * plane + y0 * nx + x0;                                           \
+            }
+
     #define VF_LINEAR(NAME, T)                                                                \
     VF_CLONES static void NAME(const void *src_, Py_ssize_t ny_, Py_ssize_t nx_,              \
                                double bz, double by, double bx, double sz, double sy,         \
@@ -199,16 +213,7 @@ cdef extern from *:
             /* i0 + k as a double: both exact integers, so the sum is (double)(i0 + k) */     \
             const double d0 = (double)i0;                                                     \
             n = (int)(stop - i0 < VF_BLOCK ? stop - i0 : VF_BLOCK);                           \
-            for (k = 0; k < n; k++) {                                                         \
-                const double di = d0 + (double)k;                                             \
-                const double pz = bz + sz * di, py = by + sy * di, px = bx + sx * di;         \
-                /* 0 <= p < n - 1: truncation is floor; + 0.0 makes p = -0.0 give +0.0 */     \
-                const int z0 = (int)pz, y0 = (int)py, x0 = (int)px;                           \
-                tz[k] = (pz - (double)z0) + 0.0;                                              \
-                ty[k] = (py - (double)y0) + 0.0;                                              \
-                tx[k] = (px - (double)x0) + 0.0;                                              \
-                off[k] = z0 * plane + y0 * nx + x0;                                           \
-            }                                                                                 \
+            VF_POSITIONS                                                                      \
             for (k = 0; k < n; k++) {                                                         \
                 const T *r = src + off[k];                                                    \
                 v0[k] = r[0];                                                                 \
@@ -252,15 +257,7 @@ cdef extern from *:
         for (i0 = start; i0 < stop; i0 += VF_BLOCK) {                                         \
             const double d0 = (double)i0;                                                     \
             n = (int)(stop - i0 < VF_BLOCK ? stop - i0 : VF_BLOCK);                           \
-            for (k = 0; k < n; k++) {                                                         \
-                const double di = d0 + (double)k;                                             \
-                const double pz = bz + sz * di, py = by + sy * di, px = bx + sx * di;         \
-                const int z0 = (int)pz, y0 = (int)py, x0 = (int)px;                           \
-                tz[k] = (pz - (double)z0) + 0.0;                                              \
-                ty[k] = (py - (double)y0) + 0.0;                                              \
-                tx[k] = (px - (double)x0) + 0.0;                                              \
-                off[k] = z0 * plane + y0 * nx + x0;                                           \
-            }                                                                                 \
+            VF_POSITIONS                                                                      \
             for (k = 0; k < n; k++) {                                                         \
                 const T *r = src + off[k];                                                    \
                 memcpy(&w0[k], r, sizeof(P));                                                 \
