@@ -246,7 +246,7 @@ def bench_cold_voxelflow(benchmark: Any, cold_store: Any, backend: str, bench_sc
     store, plane = cold_store
     image = voxelflow.mpr(store.open("big"), plane, backend=backend)
     describe(benchmark, _cold_group(bench_scale), "voxelflow", image.nbytes, image.size, kernel="sample_slab", backend=backend, threads=THREADS)
-    timed(benchmark, lambda: voxelflow.mpr(store.open("big"), plane, backend=backend), bench_scale, rounds=3)
+    timed(benchmark, lambda: voxelflow.mpr(store.open("big"), plane, backend=backend), bench_scale, rounds=5)
 
 
 def bench_cold_load_everything(benchmark: Any, cold_store: Any, bench_scale: str, two_threads: None) -> None:
