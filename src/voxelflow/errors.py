@@ -21,6 +21,7 @@ __all__ = [
     "IncompleteVolumeError",
     "KeyConflictError",
     "MissingChunkError",
+    "CorruptChunkError",
     "VolumeChangedError",
     "VoxelflowWarning",
     "DecodeWarning",
@@ -103,6 +104,11 @@ def _missing_chunk_error(
     message: str, key: str, level: int, chunk: tuple[int, ...]
 ) -> MissingChunkError:
     return MissingChunkError(message, key=key, level=level, chunk=chunk)
+
+
+class CorruptChunkError(StoreError):
+    """A stored chunk's bytes do not decode to one chunk of the array's shape and type (a
+    truncated or overwritten file); the message names the chunk and its file."""
 
 
 class VolumeChangedError(StoreError):
