@@ -4,10 +4,11 @@
 The rules are the oracle's, in voxelflow.kernels.reference.render, to the bit. The Python-level
 functions validate through the reference module, then run typed loops without the GIL.
 
-sample_slab works in tiles of BAND output rows by STRIP columns, dealt to the threads in turn;
-for each row of a tile and each sample s, the row's values go into a float64 buffer and are
-reduced into an accumulator row (both per thread, allocated by the caller so the loop cannot
-fail). The samples of a tile's rows read a region of the input small enough to stay in cache
+sample_slab works in tiles of BAND output rows by STRIP columns, in blocks of consecutive
+tiles that the threads take on demand (reference.resample.row_blocks: a thread that loses its
+core to another process then holds up no other); for each row of a tile and each sample s,
+the row's values go into a float64 buffer and are reduced into an accumulator row (both per
+block, allocated by the caller so the loop cannot fail). The samples of a tile's rows read a region of the input small enough to stay in cache
 from one row to the next (the 20 sample rows of a whole 512-pixel oblique row do not). Each
 pixel's value is independent of the order pixels are visited in, so tiling and threads never
 change a bit. Positions along a row are monotone in i (i * step is
@@ -43,6 +44,7 @@ from voxelflow.kernels.reference.render import (
     check_sample_points,
     check_sample_slab,
 )
+from voxelflow.kernels.reference.resample import row_blocks
 
 # One sample row folded into the slab accumulators (the reference's reduction step), in C for
 # the multi-target build of interp.pxd's linear loop (whose header defines VF_CLONES).
@@ -251,20 +253,18 @@ cdef void slab_sample_row(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_s
 cdef void slab_tiles(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t nx,
                      store_t* out, Py_ssize_t nj, Py_ssize_t ni, const double* m, int order,
                      double cval, Py_ssize_t samples, int mode, double lo, double hi,
-                     double* work, Py_ssize_t first, Py_ssize_t step) noexcept nogil:
-    """Tiles first, first + step, ... of the output (BAND rows by STRIP columns, row-major):
+                     double* work, Py_ssize_t first, Py_ssize_t last) noexcept nogil:
+    """Tiles first .. last - 1 of the output (BAND rows by STRIP columns, row-major):
     the samples of a tile's rows read a region of the input that stays in cache from one row
     to the next (a whole 512-pixel row of a 20-sample oblique slab does not)."""
     cdef double* buf = work
     cdef double* acc = work + STRIP
     cdef double* cnt = work + 2 * STRIP
     cdef Py_ssize_t strips = (ni + STRIP - 1) // STRIP
-    cdef Py_ssize_t tiles = ((nj + BAND - 1) // BAND) * strips
     cdef Py_ssize_t tile, band, i0, w, j, s, i
     cdef Py_ssize_t span[2]
     cdef double init = -INF if mode == MODE_MAX else (INF if mode == MODE_MIN else -0.0)
-    tile = first
-    while tile < tiles:
+    for tile in range(first, last):
         band = tile // strips
         i0 = (tile - band * strips) * STRIP
         w = min(STRIP, ni - i0)
@@ -283,7 +283,6 @@ cdef void slab_tiles(const voxel_t* src, Py_ssize_t nz, Py_ssize_t ny, Py_ssize_
                 else:
                     buf[i] = acc[i]
             store_row(buf, out + j * ni + i0, w, lo, hi)
-        tile += step
 
 
 def _slab_typed(const voxel_t[:, :, ::1] src, store_t[:, ::1] out, const double[:, ::1] matrix,
@@ -291,15 +290,19 @@ def _slab_typed(const voxel_t[:, :, ::1] src, store_t[:, ::1] out, const double[
                 double[:, ::1] work, int threads):
     cdef Py_ssize_t nz = src.shape[0], ny = src.shape[1], nx = src.shape[2]
     cdef Py_ssize_t nj = out.shape[0], ni = out.shape[1]
+    cdef Py_ssize_t tiles = ((nj + BAND - 1) // BAND) * ((ni + STRIP - 1) // STRIP)
+    cdef Py_ssize_t blocks = work.shape[0]
+    cdef Py_ssize_t per = (tiles + blocks - 1) // blocks
     cdef Py_ssize_t b
     with nogil:
         if threads <= 1:
             slab_tiles(&src[0, 0, 0], nz, ny, nx, &out[0, 0], nj, ni, &matrix[0, 0], order,
-                       cval, samples, mode, lo, hi, &work[0, 0], 0, 1)
+                       cval, samples, mode, lo, hi, &work[0, 0], 0, tiles)
         else:
-            for b in prange(threads, num_threads=threads, schedule="static"):
+            for b in prange(blocks, num_threads=threads, schedule="dynamic", chunksize=1):
                 slab_tiles(&src[0, 0, 0], nz, ny, nx, &out[0, 0], nj, ni, &matrix[0, 0], order,
-                           cval, samples, mode, lo, hi, &work[b, 0], b, threads)
+                           cval, samples, mode, lo, hi, &work[b, 0], min(tiles, b * per),
+                           min(tiles, (b + 1) * per))
 
 
 def _store_bounds(dtype):
@@ -317,7 +320,7 @@ def sample_slab(src, matrix, out, order, cval, samples, mode):
     nj, ni = plan.out.shape
     tiles = ((nj + BAND - 1) // BAND) * ((ni + STRIP - 1) // STRIP)
     threads = max(1, min(plan.threads, tiles))
-    work = np.empty((threads, 3 * STRIP), np.float64)
+    work = np.empty((row_blocks(tiles, threads), 3 * STRIP), np.float64)
     lo, hi = _store_bounds(plan.out.dtype)
     _slab_typed(plan.src, plan.out, plan.matrix, plan.order, plan.cval, plan.samples, plan.mode,
                 lo, hi, work, threads)

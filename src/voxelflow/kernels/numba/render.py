@@ -25,8 +25,10 @@ from ..reference.render import (
     check_sample_points,
     check_sample_slab,
 )
+from ..reference.resample import row_blocks
 from .config import JIT, PARALLEL_JIT, apply_num_threads
 from .resample import (
+    _blocks_on_demand,
     _linear_interior,
     _linear_interior_pairs,
     _linear_scratch,
@@ -235,8 +237,9 @@ def _reduce_span(mode, buf, acc, start, stop):  # type: ignore[no-untyped-def]
 
 @njit(**JIT)
 def _slab_tiles(
-    src, pairs, bits, signed, m, out, order, integer, cval, samples, mode, lo, hi, work, first, step
+    src, pairs, bits, signed, m, out, order, integer, cval, samples, mode, lo, hi, work, first, last
 ):  # type: ignore[no-untyped-def]
+    """Tiles first .. last - 1 of the output (BAND rows by STRIP columns, row-major)."""
     nj, ni = out.shape
     buf, acc, cnt = work[0], work[1], work[2]
     w = np.empty((3, 4))
@@ -244,15 +247,13 @@ def _slab_tiles(
     flat = src.reshape(src.size)
     scratch = _linear_scratch(src, pairs, bits, signed)
     strips = (ni + STRIP - 1) // STRIP
-    tiles = ((nj + BAND - 1) // BAND) * strips
     if mode == MODE_MAX:
         init = -np.inf
     elif mode == MODE_MIN:
         init = np.inf
     else:
         init = -0.0
-    tile = first
-    while tile < tiles:
+    for tile in range(first, last):
         band = tile // strips
         i0 = (tile - band * strips) * STRIP
         width = min(STRIP, ni - i0)
@@ -294,15 +295,15 @@ def _slab_tiles(
                 else:
                     buf[i] = acc[i]
             store_row(buf[:width], out[j, i0 : i0 + width], lo, hi)
-        tile += step
 
 
 @njit(**PARALLEL_JIT)
 def _slab_parallel(
-    src, pairs, bits, signed, m, out, order, integer, cval, samples, mode, lo, hi, works, threads
+    src, pairs, bits, signed, m, out, order, integer, cval, samples, mode, lo, hi, works, tiles
 ):  # type: ignore[no-untyped-def]
-    for b in prange(threads):
-        # prange's index may be unsigned; mixed with signed ints numba would make floats
+    blocks = works.shape[0]
+    per = (tiles + blocks - 1) // blocks
+    for b in prange(blocks):
         _slab_tiles(
             src,
             pairs,
@@ -318,8 +319,8 @@ def _slab_parallel(
             lo,
             hi,
             works[b],
-            np.int64(b),
-            np.int64(threads),
+            min(tiles, b * per),
+            min(tiles, (b + 1) * per),
         )
 
 
@@ -339,7 +340,7 @@ def sample_slab(
     nj, ni = plan.out.shape
     tiles = ((nj + BAND - 1) // BAND) * ((ni + STRIP - 1) // STRIP)
     threads = max(1, min(plan.threads, tiles))
-    works = np.empty((threads, 3, STRIP + 1), np.float64)
+    works = np.empty((row_blocks(tiles, threads), 3, STRIP + 1), np.float64)
     lo, hi = _store_bounds(plan.out.dtype)
     integer = plan.src.dtype.kind != "f"
     pairs, bits = _voxel_pairs(plan.src)
@@ -359,10 +360,11 @@ def sample_slab(
         hi,
     )
     if threads <= 1:
-        _slab_tiles(*args, works[0], 0, 1)
+        _slab_tiles(*args, works[0], 0, tiles)
         return
     apply_num_threads()
-    _slab_parallel(*args, works, threads)
+    with _blocks_on_demand():
+        _slab_parallel(*args, works, tiles)
 
 
 # ---------------------------------------------------------------------------------------------
