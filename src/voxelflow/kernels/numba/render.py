@@ -150,7 +150,8 @@ def _bilinear_interior(src, z0, by, bx, sy, sx, start, stop, buf, off):  # type:
         buf[i - off] = (1.0 - ty) * c00 + ty * c01
 
 
-@njit(**JIT)
+# inlined in numba's IR: as a call, its many array arguments measured 4-8% of the slab
+@njit(inline="always", **JIT)
 def _slab_sample_row(src, flat, m, order, integer, s, j, i0, i1, buf, acc, mode, w, idx, scratch):  # type: ignore[no-untyped-def]
     """Sample s of output row j, columns i0..i1, reduced into acc[i - i0] (through
     buf[i - i0]) over its inside span, which it returns."""
