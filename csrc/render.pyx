@@ -8,15 +8,16 @@ sample_slab works in tiles of BAND output rows by STRIP columns, in blocks of co
 tiles that the threads take on demand (reference.resample.row_blocks: a thread that loses its
 core to another process then holds up no other); for each row of a tile and each sample s,
 the row's values go into a float64 buffer and are reduced into an accumulator row (both per
-block, allocated by the caller so the loop cannot fail). The samples of a tile's rows read a region of the input small enough to stay in cache
-from one row to the next (the 20 sample rows of a whole 512-pixel oblique row do not). Each
-pixel's value is independent of the order pixels are visited in, so tiling and threads never
-change a bit. Positions along a row are monotone in i (i * step is
-one rounding, then one addition: both monotone), so the pixels inside the volume form one span
-of i, and so do the pixels whose 8 linear neighbours are all in bounds; both spans are found
-exactly (an estimate checked against the position rule itself, a bisection where the check
-fails), the interior span runs without clamps or tests (in C, vectorised around the loads:
-vf_linear_*), and only the few pixels near the volume's faces take the clamped path.
+block, allocated by the caller so the loop cannot fail). The samples of a tile's rows read a
+region of the input small enough to stay in cache from one row to the next (the 20 sample
+rows of a whole 512-pixel oblique row do not). Each pixel's value is independent of the order
+pixels are visited in, so tiling and threads never change a bit. Positions along a row are
+monotone in i (i * step is one rounding, then one addition: both monotone), so the pixels
+inside the volume form one span of i, and so do the pixels whose 8 linear neighbours are all
+in bounds; both spans are found exactly (an estimate checked against the position rule
+itself, a bisection where the check fails), the interior span runs without clamps or tests
+(in C, vectorised around the loads: vf_linear_*), and only the few pixels near the volume's
+faces take the clamped path.
 
 project_axis streams: along axes 0 and 1 each pass folds four contiguous input row slices into
 an accumulator tile that stays in cache; along axis 2 each output value reduces one input row

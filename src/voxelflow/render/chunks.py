@@ -203,6 +203,7 @@ def _chunk_decoder(array: Any) -> tuple[Callable[[np.ndarray, np.ndarray], None]
     if dtype.itemsize > 1:
         dtype = dtype.newbyteorder("<" if endian != "big" else ">")
     compressor = codecs[1] if len(codecs) == 2 else None
+    zstd_codec = numcodecs.zstd.Zstd()
 
     def plain(raw: np.ndarray, out: np.ndarray) -> None:
         if raw.size != out.nbytes:
@@ -225,11 +226,11 @@ def _chunk_decoder(array: Any) -> tuple[Callable[[np.ndarray, np.ndarray], None]
     def zstd(raw: np.ndarray, out: np.ndarray) -> None:
         size = _zstd_content_size(raw)
         if size is None:  # not in the frame header: decode, then compare
-            plain(np.frombuffer(numcodecs.zstd.Zstd().decode(raw), np.uint8), out)
+            plain(np.frombuffer(zstd_codec.decode(raw), np.uint8), out)
             return
         if size != out.nbytes:
             raise ValueError(f"its zstd frame decodes to {size} bytes, expected {out.nbytes}")
-        numcodecs.zstd.Zstd().decode(raw, out=out)
+        zstd_codec.decode(raw, out=out)
 
     if compressor is None:
         return plain, dtype
@@ -268,8 +269,7 @@ def _read_decoded(
         paths = (array.store_path / key for key in keys[first:last])
         return await asyncio.gather(*(path.get(prototype=prototype) for path in paths))
 
-    def place(raw: list[Any], first: int, part: range) -> None:
-        out = np.empty(int(np.prod(chunks)), dtype)
+    def place(raw: list[Any], first: int, part: range, out: np.ndarray) -> None:
         block = out.reshape(tuple(chunks))
         for n in part:
             source, target = boxes[first + n]
@@ -289,11 +289,13 @@ def _read_decoded(
             data[target] = block[inside]
 
     workers = max(1, min(threads, len(boxes)))
+    # one chunk buffer per worker for every batch: its pages are touched once
+    outs = [np.empty(int(np.prod(chunks)), dtype) for _ in range(workers)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for first in range(0, len(boxes), _BATCH):
             raw = sync(fetch(first, min(first + _BATCH, len(boxes))))
             parts = [range(k, len(raw), workers) for k in range(workers)]
-            list(pool.map(place, [raw] * workers, [first] * workers, parts))
+            list(pool.map(place, [raw] * workers, [first] * workers, parts, outs))
     return True
 
 
