@@ -54,6 +54,31 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--format", choices=("nifti",), default="nifti")
     add_policy(convert)
 
+    serve = sub.add_parser(
+        "serve",
+        help="serve a store over HTTP: DICOMweb rendered resources, MPR / MIP, OpenAPI at /docs",
+        description="Serve a volume store over HTTP (DICOMweb under /dicom-web, volume views under "
+        "/volumes, the API document at /openapi.json and /docs). Binds 127.0.0.1 by default; any "
+        "other address needs --token-file.",
+    )
+    serve.add_argument("--store", required=True, metavar="DIR", help="the volume store (read-only)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8042, help="TCP port (default 8042)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument("--token-file", metavar="FILE",
+                       help="file holding the bearer token clients must send (at least 16 characters)")
+    serve.add_argument("--cors", metavar="ORIGIN", action="append", default=[],
+                       help="allow this origin by CORS (repeatable; default: no CORS)")
+    serve.add_argument("--cache-bytes", type=int, default=2 << 30,
+                       help="volume data kept decoded in memory per process (default 2 GiB)")
+    serve.add_argument("--render-threads", type=int, default=0,
+                       help="renders running at once per process (default: the cores)")
+    serve.add_argument("--queue", type=int, default=64,
+                       help="renders waiting before requests are answered 503 (default 64)")
+    serve.add_argument("--deadline", type=float, default=30.0,
+                       help="seconds before a request is answered 504 (default 30)")
+    serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+
     decode = sub.add_parser("decode", help="decode one DICOM file and print its array's shape, dtype and range")
     decode.add_argument("file")
     decode.add_argument("--frames", type=int, nargs="*", help="frame numbers (0-based)")
@@ -79,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ingest(args)
         if args.command == "info":
             return _info(args)
+        if args.command == "serve":
+            return _serve(args)
     except VoxelflowError as exc:
         print(f"voxelflow {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -122,6 +149,25 @@ def _info(args: argparse.Namespace) -> int:
         print(f"{len(keys)} volume(s) in {args.store}")
         return 0
     print(json.dumps(store.info(args.key), indent=2, default=str))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .service import serve
+
+    serve(
+        args.store,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        token_file=args.token_file,
+        cors=tuple(args.cors),
+        log_level=args.log_level,
+        cache_bytes=args.cache_bytes,
+        render_threads=args.render_threads,
+        queue_size=args.queue,
+        deadline_s=args.deadline,
+    )
     return 0
 
 

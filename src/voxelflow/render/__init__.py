@@ -7,7 +7,8 @@
 - :func:`project`, :func:`rotating_projection`: whole-volume projections from any direction,
   and a turntable of them (animated PNG / GIF).
 - :func:`curved_mpr`: curved planar reformation along a centerline (straightened, stretched).
-- :func:`save_image`, :func:`save_animation`: PNG (8/16-bit), JPEG, animated PNG and GIF files.
+- :func:`save_image`, :func:`save_animation`: PNG (8/16-bit), JPEG, animated PNG and GIF files;
+  :func:`encode_image`, :func:`encode_animation` the same as bytes; :func:`apply_viewport`.
 - :class:`RenderLimits`: requests past these fail before allocating.
 """
 
@@ -15,7 +16,14 @@ from __future__ import annotations
 
 from ..geometry import Plane
 from .curved import CURVED_MODES, curved_mpr
-from .images import save_animation, save_image
+from .images import (
+    Viewport,
+    apply_viewport,
+    encode_animation,
+    encode_image,
+    save_animation,
+    save_image,
+)
 from .limits import DEFAULT_LIMITS, RenderLimits
 from .mpr import INTERPOLATIONS, choose_level, mpr, render_grid, slab_grid
 from .project import project, rotating_projection, view_direction, voxel_step
@@ -29,8 +37,12 @@ __all__ = [
     "Plane",
     "RenderLimits",
     "Slab",
+    "Viewport",
+    "apply_viewport",
     "choose_level",
     "curved_mpr",
+    "encode_animation",
+    "encode_image",
     "mpr",
     "project",
     "render_grid",

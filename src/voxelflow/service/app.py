@@ -1,0 +1,255 @@
+"""The ASGI application: routes, authentication, CORS, and the one place errors become answers.
+
+Routes stay thin (parse the request, call the library on a render thread, encode the answer);
+every error, whatever raised it, is turned into a status code and a JSON problem body
+(RFC 9457) here, so no traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..errors import StoreError, VolumeNotFoundError, VoxelflowError
+from ..store import VolumeStore
+from .cache import VolumeCache
+from .catalog import Catalog
+from .params import RequestError
+from .scheduler import RenderScheduler
+from .settings import ServiceSettings
+
+__all__ = ["Service", "create_app", "problem"]
+
+log = logging.getLogger("voxelflow.service")
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def problem(status: int, detail: str, *, parameter: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    """A JSON problem answer (``application/problem+json``) naming what was wrong."""
+    body: dict[str, Any] = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status, "detail": detail}
+    if parameter is not None:
+        body["parameter"] = parameter
+    return Response(json.dumps(body), status_code=status, media_type="application/problem+json", headers=headers)
+
+
+def error_response(exc: BaseException) -> Response:
+    """The answer to an exception raised while handling a request."""
+    if isinstance(exc, RequestError):
+        headers = {"Retry-After": "1"} if exc.status == 503 else None
+        return problem(exc.status, str(exc), parameter=exc.parameter, headers=headers)
+    if isinstance(exc, VolumeNotFoundError):
+        return problem(404, str(exc))
+    if isinstance(exc, StoreError):
+        # the request was fine; the stored volume is not (a lost or damaged chunk)
+        log.error("store error: %s", exc)
+        return problem(500, f"the stored volume cannot be read: {exc}")
+    if isinstance(exc, VoxelflowError):
+        return problem(400, str(exc))
+    log.exception("unexpected error", exc_info=exc)
+    return problem(500, "internal error; the server log has the details")
+
+
+class Service:
+    """What one process of the service holds: the store, its catalog, the volume cache and the
+    render scheduler. Routes reach it as ``request.app.state.service``."""
+
+    def __init__(self, store: VolumeStore, settings: ServiceSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.catalog = Catalog(store, refresh_s=settings.refresh_s)
+        self.cache = VolumeCache(settings.cache_bytes)
+        self.scheduler = RenderScheduler(settings.render_threads, settings.queue_size, settings.deadline_s)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self.scheduler.run(fn, *args)
+
+    async def snapshot(self) -> Any:
+        """The catalog now; a due refresh (a walk of the store) runs off the event loop."""
+        return await self.scheduler.run(self.catalog.snapshot)
+
+
+def _public(path: str) -> bool:
+    return path in ("/openapi.json", "/docs", "/healthz") or path.startswith("/viewer")
+
+
+class _BearerAuth:
+    """ASGI middleware: 401 without a bearer token, 403 with a wrong one (constant-time compare).
+
+    Plain ASGI rather than Starlette's BaseHTTPMiddleware: it adds nothing to a request's path
+    but one header comparison."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS" or _public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        given = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, credentials = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    given = credentials.strip()
+        if given is None:
+            response = problem(401, "this server needs a bearer token (Authorization: Bearer <token>)",
+                               headers={"WWW-Authenticate": 'Bearer realm="voxelflow"'})
+        elif not hmac.compare_digest(given, self.token):
+            response = problem(403, "the bearer token is not valid",
+                               headers={"WWW-Authenticate": 'Bearer realm="voxelflow", error="invalid_token"'})
+        else:
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+
+class _Errors:
+    """ASGI middleware: whatever escapes a route becomes a JSON problem, never a traceback."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = False
+
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if scope["type"] != "http" or started:
+                raise
+            await error_response(exc)(scope, receive, send)
+
+
+def handler(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """A route whose errors are answered by :func:`error_response`."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await fn(request)
+        except Exception as exc:
+            return error_response(exc)
+
+    wrapped.__name__ = fn.__name__
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
+
+
+def create_app(store: str | os.PathLike[str] | VolumeStore, settings: ServiceSettings | None = None, **overrides: Any) -> Any:
+    """The HTTP service over `store` as an ASGI application.
+
+    Parameters
+    ----------
+    store : path or VolumeStore
+        Opened read-only; volumes added, replaced or deleted while the app runs appear or leave
+        within ``settings.refresh_s``.
+    settings : ServiceSettings, optional
+    **overrides
+        Fields of :class:`ServiceSettings` (``token=``, ``cache_bytes=`` ...).
+
+    Returns
+    -------
+    An ASGI app (Starlette), with ``app.state.service`` the :class:`Service`.
+
+    Raises
+    ------
+    StoreError
+        If `store` is not a readable volume store.
+    """
+    from . import dicomweb, docs, volumes
+
+    settings = settings or ServiceSettings()
+    if overrides:
+        settings = ServiceSettings(**{**_fields(settings), **overrides})
+    if not isinstance(store, VolumeStore):
+        if not os.path.isdir(store):
+            raise StoreError(f"no volume store at {os.fspath(store)!r}")
+        store = VolumeStore(store, read_only=True)
+    service = Service(store, settings)
+
+    routes = [
+        *dicomweb.routes(),
+        *volumes.routes(),
+        *docs.routes(),
+        Route("/healthz", handler(_health), methods=["GET"]),
+    ]
+    middleware = [Middleware(_Errors)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["Authorization", "Accept", "Content-Type"],
+                expose_headers=["X-Plane-Center", "X-Plane-Row", "X-Plane-Column", "X-Plane-Spacing", "X-Plane-Size"],
+            )
+        )
+    if settings.token:
+        middleware.append(Middleware(_BearerAuth, token=settings.token))
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={404: _not_found, 405: _not_allowed},
+        lifespan=_lifespan,
+    )
+    app.state.service = service
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Any) -> AsyncIterator[None]:
+    yield
+    app.state.service.scheduler.close()
+
+
+def _fields(settings: ServiceSettings) -> dict[str, Any]:
+    from dataclasses import fields
+
+    return {f.name: getattr(settings, f.name) for f in fields(settings)}
+
+
+async def _health(request: Request) -> Response:
+    service: Service = request.app.state.service
+    snapshot = await service.snapshot()
+    body = {"status": "ok", "volumes": len(snapshot.volumes), "pending_renders": service.scheduler.pending,
+            "cache_bytes": service.cache.nbytes}
+    return Response(json.dumps(body), media_type="application/json")
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return problem(404, f"no resource at {request.url.path[:200]}")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return problem(405, f"{request.method} is not allowed on {request.url.path[:200]}")

@@ -1,0 +1,86 @@
+"""Stored volumes kept decoded in memory, least recently used first out, within a byte budget.
+
+Rendering one frame or one slab from a store decodes whole chunks (a 512 x 512 slice of a CT
+stored in 64 x 256 x 256 chunks decodes 32 MiB); a viewer scrolling through a series asks for
+its neighbours next. So the first request for a volume that fits the budget reads it whole
+(one pass over its chunks) and later requests render from memory. A volume larger than the
+budget is never loaded: its requests read only the chunks they touch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+from ..volume import Volume
+from .catalog import VolumeEntry
+
+__all__ = ["VolumeCache"]
+
+log = logging.getLogger("voxelflow.service")
+
+
+class VolumeCache:
+    """In-memory copies of stored volumes, at most `budget` bytes in all."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = int(budget)
+        self._lock = threading.Lock()
+        self._loading: dict[tuple[str, object], threading.Event] = {}
+        self._items: OrderedDict[tuple[str, object], Volume] = OrderedDict()
+        self._bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def volume(self, entry: VolumeEntry) -> Volume:
+        """`entry`'s volume in memory when it fits the budget, else the stored (lazy) one.
+
+        Concurrent first requests for one volume read it once; the others wait for it.
+        """
+        stored = entry.volume
+        size = int(np.prod(stored.shape, dtype=np.int64)) * stored.dtype.itemsize
+        if size > self.budget:
+            return stored
+        name = (entry.key, entry.identity)
+        while True:
+            with self._lock:
+                found = self._items.get(name)
+                if found is not None:
+                    self._items.move_to_end(name)
+                    return found
+                pending = self._loading.get(name)
+                if pending is None:
+                    pending = self._loading[name] = threading.Event()
+                    break
+            pending.wait()
+            with self._lock:
+                if name in self._items or name in self._loading:
+                    continue
+            return stored  # the loader failed; this request reads the store itself
+        try:
+            t0 = time.perf_counter()
+            loaded = Volume(stored.to_numpy(), stored.affine, stored.meta)
+            log.info("cache: loaded %s (%.1f MB) in %.2f s", entry.key, size / 1e6, time.perf_counter() - t0)
+            with self._lock:
+                self._items[name] = loaded
+                self._bytes += size
+                self._evict()
+            return loaded
+        finally:
+            with self._lock:
+                del self._loading[name]
+            pending.set()
+
+    def _evict(self) -> None:
+        # entries are only dropped from the dict: a request still rendering from one keeps its
+        # array alive until it finishes
+        while self._bytes > self.budget and len(self._items) > 1:
+            name, volume = self._items.popitem(last=False)
+            self._bytes -= volume.array.nbytes
+            log.info("cache: evicted %s (%.1f MB)", name[0], volume.array.nbytes / 1e6)
