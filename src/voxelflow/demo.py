@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -96,6 +97,11 @@ def run_demo(*, out: str | None = None, slices: int = 120, size: int = 256) -> i
         print(f"  resampled to isotropic spacing in {t_iso:.2f} s: {grid(stored)} -> {grid(iso)}")
         _render_views(stored, root)
     print(f"done: series in {series_dir}, images in {root}, store in {store_dir}")
+    if report.volumes:
+        key = report.volumes[0].key
+        print("serve the store over HTTP (DICOMweb, MPR / MIP; API at /docs):")
+        print(f"  voxelflow serve --store {store_dir}")
+        print(f"  curl -o mip.jpg 'http://127.0.0.1:8042/volumes/{quote(key, safe='')}/mpr?normal=0,0.87,0.5&slab=20&mode=mip'")
     return 0 if same and not report.partial else 1
 
 
