@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,8 @@ class VolumePlan:
     meta: dict[str, Any]
     split_reason: str | None = None
     findings: list[Finding] = field(default_factory=list)
+    # whether build_volume has read the first slice's display pipeline into meta["display"]
+    _display_read: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -131,8 +133,31 @@ def _frame_value(shared: Any, frame: Any, group: str, attribute: str) -> Any:
     return None
 
 
-def _enhanced_refs(row: Any) -> list[SliceRef]:
-    """One SliceRef per frame of an Enhanced multi-frame instance (functional groups)."""
+def _frame_windows(frame: Any) -> tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...]] | None:
+    """A frame's own Window Center / Width / Explanation from its per-frame Frame VOI LUT
+    Sequence (None when it has none: the shared values, which the scan read, apply).
+
+    The precedence of :meth:`voxelflow.display.DisplayPipeline.from_dataset`: a per-frame
+    item replaces the shared one whole (no mix of per-frame centers and shared widths).
+    """
+    item = _first_item(frame, "FrameVOILUTSequence")
+    if item is None:
+        return None
+    try:
+        centers = tuple(float(v) for v in _as_list(item.get("WindowCenter")))
+        widths = tuple(float(v) for v in _as_list(item.get("WindowWidth")))
+        names = tuple(str(v) for v in _as_list(item.get("WindowCenterWidthExplanation")))
+    except (TypeError, ValueError):
+        return None  # the display pipeline reports a malformed window when it is rendered
+    return centers, widths, names
+
+
+def _enhanced_refs(row: Any) -> list[tuple[Any, SliceRef]]:
+    """(row, SliceRef) per frame of an Enhanced multi-frame instance (functional groups).
+
+    The row is the instance's, or a copy with the frame's own windows where the frame has a
+    per-frame Frame VOI LUT Sequence (MR scanners window each frame).
+    """
     import pydicom
 
     try:
@@ -145,7 +170,7 @@ def _enhanced_refs(row: Any) -> list[SliceRef]:
         raise SeriesError(
             f"{row.path}: {len(frames)} per-frame functional groups for {row.number_of_frames} frames"
         )
-    refs = []
+    pairs = []
     for f, item in enumerate(frames):
         position = _frame_value(shared, item, "PlanePositionSequence", "ImagePositionPatient")
         orientation = _frame_value(shared, item, "PlaneOrientationSequence", "ImageOrientationPatient")
@@ -158,7 +183,16 @@ def _enhanced_refs(row: Any) -> list[SliceRef]:
         temporal = content.get("TemporalPositionIndex") if content is not None else None
         echo = _frame_value(shared, item, "MREchoSequence", "EffectiveEchoTime")
         bvalue = _frame_value(shared, item, "MRDiffusionSequence", "DiffusionBValue")
-        refs.append(
+        windows = _frame_windows(item)
+        frame_row = row
+        if windows is not None and windows != (
+            tuple(_as_list(row.window_center)), tuple(_as_list(row.window_width)), tuple(_as_list(row.window_explanation))
+        ):
+            frame_row = replace(
+                row, window_center=windows[0], window_width=windows[1], window_explanation=windows[2]
+            )
+        pairs.append((
+            frame_row,
             SliceRef(
                 path=str(row.path),
                 frame=f,
@@ -174,9 +208,9 @@ def _enhanced_refs(row: Any) -> list[SliceRef]:
                 # classic files; echo and b-value repeats of a position sort by the spare slots
                 temporal_key=(_num(temporal), _num(echo), _num(bvalue), "", float(f)),
                 dimension_index=tuple(int(v) for v in (content.get("DimensionIndexValues") or ())) if content is not None else (),
-            )
-        )
-    return refs
+            ),
+        ))
+    return pairs
 
 
 def _split_key(row: Any, ref: SliceRef) -> tuple[tuple[str, Any], ...]:
@@ -197,19 +231,31 @@ def _as_list(value: Any) -> list[Any]:
     return list(value)
 
 
-def _meta(rows: Sequence[Any], geometry: StackGeometry) -> dict[str, Any]:
-    first = rows[0]
-    windows = []
-    centers = _get(first, "window_center", ())
-    widths = _get(first, "window_width", ())
-    names = _get(first, "window_explanation", ())
-    centers, widths, names = _as_list(centers), _as_list(widths), _as_list(names)
-    for i, (c, w) in enumerate(zip(centers, widths)):
-        windows.append({"center": float(c), "width": float(w), "explanation": str(names[i]) if i < len(names) else ""})
+def _windows(row: Any) -> list[dict[str, Any]]:
+    """A row's Window Center / Width pairs as meta["windows"] holds them."""
+    centers = _as_list(_get(row, "window_center", ()))
+    widths = _as_list(_get(row, "window_width", ()))
+    names = _as_list(_get(row, "window_explanation", ()))
+    return [
+        {"center": float(c), "width": float(w), "explanation": str(names[i]) if i < len(names) else ""}
+        for i, (c, w) in enumerate(zip(centers, widths))
+    ]
+
+
+def _meta(pairs: Sequence[tuple[Any, SliceRef]], geometry: StackGeometry) -> dict[str, Any]:
+    first = pairs[0][0]
+    windows = _windows(first)
     rescales = {s.rescale for s in geometry.slices}
     uniform = len(rescales) == 1
     slope, intercept = next(iter(rescales)) if uniform else (None, None)
-    return {
+    # geometry.slices holds the planner's SliceRef objects (a subset, reordered)
+    row_of = {id(ref): row for row, ref in pairs}
+    by_path = {str(row.path): row for row, _ in pairs}
+    slice_windows = [
+        _windows(row_of[id(s)] if id(s) in row_of else by_path.get(s.path, first))
+        for s in geometry.slices
+    ]
+    meta = {
         "modality": _get(first, "modality", ""),
         "study_instance_uid": _get(first, "study_instance_uid", ""),
         "series_instance_uid": _get(first, "series_instance_uid", ""),
@@ -224,6 +270,13 @@ def _meta(rows: Sequence[Any], geometry: StackGeometry) -> dict[str, Any]:
         "axes": ["t", "z", "y", "x"] if geometry.fourth_axis else ["z", "y", "x"],
         "fourth_axis": geometry.fourth_axis,
     }
+    # per-slice windows (MR scanners window each slice), in volume order: only where they vary
+    if any(w != slice_windows[0] for w in slice_windows):
+        meta["slice_windows"] = slice_windows
+    # the frame of each slice within its instance, where some slice is one frame of several
+    if any(s.frame is not None for s in geometry.slices):
+        meta["frames"] = [int(s.frame or 0) for s in geometry.slices]
+    return meta
 
 
 def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> tuple[list[VolumePlan], list[tuple[str, str]]]:
@@ -248,20 +301,20 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
         for row in series_rows:
             try:
                 if row.enhanced or (row.number_of_frames or 1) > 1 and row.image_position_patient is None:
-                    refs = _enhanced_refs(row)
+                    row_refs = _enhanced_refs(row)
                 elif row.image_position_patient is None or row.image_orientation_patient is None:
                     raise SeriesError(f"{row.path}: no Image Position/Orientation (Patient)")
                 elif row.mosaic:
                     from .mosaic import mosaic_slice_refs  # imports this module
 
-                    refs = mosaic_slice_refs(_slice_ref(row))
+                    row_refs = [(row, ref) for ref in mosaic_slice_refs(_slice_ref(row))]
                 else:
-                    refs = [_slice_ref(row)]
+                    row_refs = [(row, _slice_ref(row))]
             except SeriesError as exc:
                 failures.append((series_uid, str(exc)))
                 continue
-            for ref in refs:
-                stacks[_split_key(row, ref)].append((row, ref))
+            for frame_row, ref in row_refs:
+                stacks[_split_key(frame_row, ref)].append((frame_row, ref))
         keys = list(stacks)
         reasons = []
         if len(keys) > 1:
@@ -280,7 +333,6 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
 def _plan_stack(
     series_uid: str, n: int, pairs: list[tuple[Any, SliceRef]], policy: GeometryPolicy, split_reason: str | None
 ) -> list[VolumePlan]:
-    rows = [row for row, _ in pairs]
     geometry = analyse_stack([ref for _, ref in pairs])
     codes = {f.code for f in geometry.findings}
     if "duplicate_position" in codes:
@@ -297,7 +349,7 @@ def _plan_stack(
                 parts.append((acq_pairs, sub))
             else:
                 return [
-                    _make_plan(series_uid, f"{n}.{a}", [r for r, _ in acq_pairs], sub, policy, _join(split_reason, "acquisition"))
+                    _make_plan(series_uid, f"{n}.{a}", acq_pairs, sub, policy, _join(split_reason, "acquisition"))
                     for a, (acq_pairs, sub) in enumerate(parts)
                 ]
     if "nonuniform_spacing" in codes and policy.nonuniform == "refuse":
@@ -318,22 +370,52 @@ def _plan_stack(
             refs = [geometry.slices[z] for z in run]
             sub = analyse_stack(refs)
             sub.findings.insert(0, gap)
-            run_rows = [row_of[id(ref)] for ref in refs]
-            plans.append(_make_plan(series_uid, f"{n}.{part}", run_rows, sub, policy, _join(split_reason, "missing slices")))
+            run_pairs = [(row_of[id(ref)], ref) for ref in refs]
+            plans.append(_make_plan(series_uid, f"{n}.{part}", run_pairs, sub, policy, _join(split_reason, "missing slices")))
         return plans
-    return [_make_plan(series_uid, str(n), rows, geometry, policy, split_reason)]
+    return [_make_plan(series_uid, str(n), pairs, geometry, policy, split_reason)]
 
 
 def _join(a: str | None, b: str) -> str:
     return f"{a}, {b}" if a else b
 
 
-def _make_plan(series_uid: str, suffix: str, rows: list[Any], geometry: StackGeometry, policy: GeometryPolicy, split_reason: str | None) -> VolumePlan:
-    meta = _meta(rows, geometry)
+def _make_plan(
+    series_uid: str,
+    suffix: str,
+    pairs: list[tuple[Any, SliceRef]],
+    geometry: StackGeometry,
+    policy: GeometryPolicy,
+    split_reason: str | None,
+) -> VolumePlan:
+    meta = _meta(pairs, geometry)
     meta["split_reason"] = split_reason
     meta["policy"] = {"tilt": policy.tilt, "nonuniform": policy.nonuniform, "gaps": policy.gaps}
     key = f"{series_uid}/{suffix}"
     return VolumePlan(key, series_uid, geometry, meta, split_reason, list(geometry.findings))
+
+
+def _display(plan: VolumePlan) -> dict[str, Any] | None:
+    """The display pipeline of the plan's first slice, as a dict (see
+    :meth:`~voxelflow.display.DisplayPipeline.from_dataset`), from its header: Modality LUT
+    (Sequence or rescale; the identity where the volume holds modality values), VOI (VOI LUT
+    Sequence, else windows with their VOI LUT Function), Presentation LUT Shape / MONOCHROME1.
+    None where the header cannot be read or has no grayscale pipeline: the volume then keeps
+    only "rescale", "windows" and "photometric"."""
+    import pydicom
+
+    from ..display import DisplayPipeline, Rescale
+
+    ref = plan.geometry.slices[0]
+    try:
+        ds = pydicom.dcmread(ref.path, stop_before_pixels=True)
+        pipeline = DisplayPipeline.from_dataset(ds, frame=ref.frame or 0)
+    except Exception:  # noqa: BLE001 - a display header never fails an ingest
+        return None
+    if plan.meta.get("values") == "modality":
+        # the volume holds slope * stored + intercept already: never rescale twice
+        pipeline = replace(pipeline, modality=Rescale())
+    return pipeline.to_dict()
 
 
 def build_volume(plan: VolumePlan, *, backend: str | None = None, lazy: bool = False) -> Volume:
@@ -349,6 +431,11 @@ def build_volume(plan: VolumePlan, *, backend: str | None = None, lazy: bool = F
 
     geometry = plan.geometry
     ref = geometry.slices[0]
+    if not plan._display_read:  # once per plan (one header read), kept in the plan's meta
+        display = _display(plan)
+        if display is not None:
+            plan.meta["display"] = display
+        plan._display_read = True
     first = decode(ref.path, frames=ref.frame, backend=backend)
     if first.ndim != 2:
         raise SeriesError(f"{ref.path}: volumes need one-sample images, got shape {first.shape}")

@@ -11,7 +11,14 @@
 
 from __future__ import annotations
 
-from .apply import LUT_MAX_ENTRIES, display_lut, display_values, pipeline_for, window
+from .apply import (
+    LUT_MAX_ENTRIES,
+    display_lut,
+    display_values,
+    pipeline_for,
+    slice_pipeline,
+    window,
+)
 from .auto import auto_window
 from .pipeline import (
     AUTO_METHODS,
@@ -44,6 +51,7 @@ __all__ = [
     "pipeline_for",
     "preset",
     "render_frame",
+    "slice_pipeline",
     "voi_options",
     "window",
     "write_preset_pngs",

@@ -18,6 +18,7 @@ import itertools
 import math
 import sys
 from collections.abc import Iterator, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ __all__ = [
     "display_values",
     "is_chunked",
     "is_dask",
+    "slice_pipeline",
     "varying_range",
     "window",
 ]
@@ -429,6 +431,59 @@ def pipeline_for(data: Any) -> DisplayPipeline | None:
     if any(k in meta for k in keys):
         return DisplayPipeline.from_dataset(meta)
     return None
+
+
+def slice_pipeline(meta: Any, index: int) -> DisplayPipeline:
+    """The display pipeline of one slice of a stored volume: what
+    :func:`~voxelflow.display.render_frame` applies to that slice's instance (no window
+    override), for the values the volume holds.
+
+    Parameters
+    ----------
+    meta : mapping, or a Volume-like object with ``.meta``
+        The volume's metadata: ``"display"`` (the first slice's pipeline; else what
+        :func:`pipeline_for` derives from "rescale", "windows" and "photometric") and, where
+        the slices' windows differ, ``"slice_windows"`` (one list of {"center", "width",
+        "explanation"} per slice).
+    index : int
+        The slice, a flat index in volume order (as ``meta["sop_instance_uids"]``; for a 4-D
+        volume t-major then z: ``t * nz + z``).
+
+    Returns
+    -------
+    DisplayPipeline
+        The volume's pipeline with its VOI replaced by the slice's first window (keeping the
+        VOI LUT Function) when "slice_windows" is present and the pipeline's VOI is a window
+        (or automatic); a slice without windows gets the automatic window, as its file would.
+        A VOI LUT stays.
+
+    Raises
+    ------
+    DisplayError
+        If `index` is not a slice of the volume, or the metadata holds an invalid pipeline.
+    """
+    if not isinstance(meta, Mapping):
+        meta = getattr(meta, "meta", None)
+        if not isinstance(meta, Mapping):
+            raise DisplayError("slice_pipeline needs a volume's metadata (a mapping or .meta)")
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+        raise DisplayError(f"slice index must be an integer, got {index!r}")
+    index = int(index)
+    slices = meta.get("slice_windows")
+    count = len(slices) if slices is not None else len(meta.get("sop_instance_uids") or ())
+    if index < 0 or (count and index >= count):
+        raise DisplayError(f"slice index {index} out of range: the volume has {count} slices")
+    pipeline = pipeline_for(SimpleNamespace(meta=meta)) or DisplayPipeline()
+    if slices is None or isinstance(pipeline.voi, LUT):
+        return pipeline
+    windows = list(slices[index] or ())
+    if not windows:
+        return pipeline.with_voi(AutoWindow())
+    first = _meta_window(windows[0])
+    function = pipeline.voi.function if isinstance(pipeline.voi, Window) else first.function
+    return pipeline.with_voi(
+        Window(center=first.center, width=first.width, function=function, explanation=first.explanation)
+    )
 
 
 def _voi_override(
