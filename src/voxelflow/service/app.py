@@ -7,6 +7,7 @@ every error, whatever raised it, is turned into a status code and a JSON problem
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -90,8 +91,11 @@ class Service:
         return await self.scheduler.run(fn, *args)
 
     async def snapshot(self) -> Any:
-        """The catalog now; a due refresh (a walk of the store) runs off the event loop."""
-        return await self.scheduler.run(self.catalog.snapshot)
+        """The catalog now; a due refresh (a walk of the store) runs off the event loop, on a
+        thread of its own rather than a render thread, so it never queues behind renders."""
+        if self.catalog.due():
+            return await asyncio.to_thread(self.catalog.snapshot)
+        return self.catalog.snapshot()
 
 
 def _public(path: str) -> bool:

@@ -178,34 +178,43 @@ class Catalog:
         self._snapshot = _build({})
         self.refresh()
 
+    def due(self) -> bool:
+        """Whether the next :meth:`snapshot` looks at the store first."""
+        return time.monotonic() - self._checked >= self.refresh_s
+
     def snapshot(self) -> CatalogSnapshot:
         """The catalog as of the last refresh (refreshing first when `refresh_s` has passed)."""
-        if time.monotonic() - self._checked >= self.refresh_s:
-            self.refresh()
+        if self.due():
+            with self._lock:
+                if self.due():  # another request may have refreshed while this one waited
+                    self._refresh_locked()
         return self._snapshot
 
     def refresh(self) -> CatalogSnapshot:
         """Look at the store now: open added or changed volumes, drop the deleted."""
         with self._lock:
-            old = self._snapshot.volumes
-            entries: dict[str, VolumeEntry] = {}
-            for key in self.store.keys():
-                identity = folder_identity(volume_path(self.store.path, key))
-                kept = old.get(key)
-                if kept is not None and kept.identity == identity and identity is not None:
-                    entries[key] = kept
-                    continue
-                try:
-                    entries[key] = _open_entry(self.store, key, identity)
-                except StoreError as exc:
-                    # a volume replaced or damaged meanwhile: left out until it reads again
-                    log.warning("volume %s left out of the catalog: %s", key, exc)
-            changed = entries.keys() != old.keys() or any(entries[k] is not old.get(k) for k in entries)
-            if changed:
-                self._snapshot = _build(entries)
-                log.info("catalog: %d volume(s), %d study(ies)", len(entries), len(self._snapshot.studies))
-            self._checked = time.monotonic()
-            return self._snapshot
+            return self._refresh_locked()
+
+    def _refresh_locked(self) -> CatalogSnapshot:
+        old = self._snapshot.volumes
+        entries: dict[str, VolumeEntry] = {}
+        for key in self.store.keys():
+            identity = folder_identity(volume_path(self.store.path, key))
+            kept = old.get(key)
+            if kept is not None and kept.identity == identity and identity is not None:
+                entries[key] = kept
+                continue
+            try:
+                entries[key] = _open_entry(self.store, key, identity)
+            except StoreError as exc:
+                # a volume replaced or damaged meanwhile: left out until it reads again
+                log.warning("volume %s left out of the catalog: %s", key, exc)
+        changed = entries.keys() != old.keys() or any(entries[k] is not old.get(k) for k in entries)
+        if changed:
+            self._snapshot = _build(entries)
+            log.info("catalog: %d volume(s), %d study(ies)", len(entries), len(self._snapshot.studies))
+        self._checked = time.monotonic()
+        return self._snapshot
 
 
 def _open_entry(store: VolumeStore, key: str, identity: tuple[int, int] | None) -> VolumeEntry:
