@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from voxelflow.errors import RenderError
-from voxelflow.render import save_animation, save_image
+from voxelflow.render import encode_image, save_animation, save_image
 
 
 @pytest.fixture
@@ -114,3 +116,15 @@ def test_bad_requests(tmp_path, gradient):
         with pytest.raises(RenderError, match="fps"):
             save_animation(np.stack([gradient] * 2), tmp_path / "turn.gif", fps=fps)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.png"]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (100, 3), (257, 511)])
+def test_encode_png_decodes_to_the_same_pixels(dtype: type, shape: tuple[int, int]) -> None:
+    """The service's own PNG writer (Up filter, ISA-L deflate), read back by Pillow."""
+    top = np.iinfo(dtype).max
+    pixels = np.random.default_rng(1).integers(0, top, shape, endpoint=True).astype(dtype)
+    pixels[0, 0], pixels[-1, -1] = 0, top
+    image = Image.open(io.BytesIO(encode_image(pixels, "PNG")))
+    assert image.size == (shape[1], shape[0])
+    assert np.array_equal(np.asarray(image).astype(np.int64), pixels.astype(np.int64))
