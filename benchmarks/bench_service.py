@@ -2,7 +2,8 @@
 
 Input: a CT phantom series, 300 x 512 x 512 int16 at (1.0, 0.7, 0.7) mm when timed (40 x 512 x
 512 in a plain ``pytest`` smoke run), ingested into a voxelflow store (served by
-``python -m voxelflow serve --workers 1``) and uploaded to a throw-away Orthanc
+``python -m voxelflow serve --workers 2``: one process per core, as deployed, with its
+access log off as Orthanc's is) and uploaded to a throw-away Orthanc
 (:mod:`voxelflow.testing.orthanc`). Both servers answer the same DICOMweb paths under
 ``/dicom-web``; each is warmed with one pass over a row's URLs before that row's wrk run.
 
@@ -14,7 +15,7 @@ errors and timeouts) and latency percentiles as one JSON line. Rows:
 - rendered JPEG: ``.../instances/{sop}/rendered?window=40,400,linear``, ``Accept: image/jpeg``,
   4 connections on 2 wrk threads; voxelflow / Orthanc req/s (target >= 1.5x);
 - rendered PNG: the same with ``Accept: image/png`` (target >= 3x);
-- oblique slab MIP: ``/volumes/{key}/mpr`` (20 mm MIP, 512 x 512 at 0.7 mm, normal
+- oblique slab MIP: ``/volumes/{key}/mpr`` (20 mm MIP sampled every 1 mm, 512 x 512 at 0.7 mm, normal
   (0.3, -0.5, 0.8), JPEG), one connection; voxelflow only (Orthanc has no MPR); p50 target < 30 ms.
   The centre steps along patient x through 25 positions so that no two consecutive requests match;
 - soak: 8 connections on a mix of the three voxelflow requests, 60 s (a few s in a smoke run):
@@ -68,7 +69,9 @@ DURATION_S = {"smoke": 2, "quick": 5, "full": 10}
 SOAK_S = {"smoke": 4, "quick": 20, "full": 60}
 WARMUP_S = {"smoke": 1, "quick": 3, "full": 5}
 WINDOW = "40,400,linear"
-MPR_QUERY = "normal=0.3,-0.5,0.8&size=512&spacing=0.7&slab=20&mode=mip&window=" + WINDOW
+# 20 samples 1 mm apart (the series' slice spacing), as benchmarks/bench_render.py's slab row
+MPR_QUERY = "normal=0.3,-0.5,0.8&size=512&spacing=0.7&slab=20&slab_spacing=1&mode=mip&window=" + WINDOW
+WORKERS = 2
 MPR_SHIFTS_MM = np.arange(-24.0, 24.1, 2.0)  # 25 centres along patient x
 RESULT_KEYS = ("rps", "p50_ms", "p95_ms", "p99_ms", "errors", "requests", "kb_per_response")
 TARGETS = {"jpeg": 1.5, "png": 3.0, "mpr_p50_ms": 30.0, "rss_growth_mb": 50.0}
@@ -221,7 +224,8 @@ def voxelflow_server(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset)
     port = _free_port()
     log_path = tmp_path_factory.mktemp("voxelflow-serve") / "serve.log"
     command = [sys.executable, "-m", "voxelflow", "serve", "--store", str(dataset.store),
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+               "--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS),
+               "--log-level", "warning"]
     with open(log_path, "wb") as log:
         # its own process group: worker processes it may fork are stopped with it
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
