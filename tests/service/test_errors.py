@@ -183,10 +183,6 @@ def test_library_refusals_are_400_naming_the_problem(client, where, template, ac
     assert body.get("parameter", parameter) == parameter
 
 
-@pytest.mark.xfail(reason="BUG: service/app.py error_response (line 74, VoxelflowError -> problem(400, str(exc))): "
-                          "errors raised by the library (Plane, Slab, mpr, project, apply_viewport) answer 400 "
-                          "without `parameter`, though /docs and openapi promise the bad parameter is named in "
-                          "the body's `parameter`", strict=True)
 @pytest.mark.parametrize("template,accept,parameter", LIBRARY_REFUSALS, ids=[t[0] for t in LIBRARY_REFUSALS])
 def test_library_refusals_set_parameter(client, where, template, accept, parameter):
     body = problem(_get(client, where, template, accept), 400)
@@ -232,9 +228,6 @@ def test_curved_refusals_from_the_library(client, where, body, word):
 
 # -- 500s where the answer should be 400 --------------------------------------------------------
 
-@pytest.mark.xfail(reason="BUG: service/volumes.py volume_curved line ~296: float(body['slab']) is unguarded, so "
-                          "slab 'abc' (ValueError) or [1] (TypeError) answers 500 'internal error' instead of 400 "
-                          "naming slab", strict=True)
 @pytest.mark.parametrize("slab", ["abc", [1]], ids=["text", "list"])
 def test_curved_bad_slab_is_400(client, where, slab, caplog):
     caplog.set_level(logging.CRITICAL, logger="voxelflow.service")
@@ -243,18 +236,11 @@ def test_curved_bad_slab_is_400(client, where, slab, caplog):
     assert problem(r, 400).get("parameter") == "slab"
 
 
-@pytest.mark.xfail(reason="BUG: mpr?slab=5&slab_spacing=1e-308 answers 500: the service's _slab (volumes.py) "
-                          "takes any positive slab_spacing and render/slab.py Slab.plan line 88 raises "
-                          "OverflowError (math.ceil(inf)) instead of a RenderError past max_slab_samples",
-                   strict=True)
 def test_tiny_slab_spacing_is_400(client, where, caplog):
     caplog.set_level(logging.CRITICAL, logger="voxelflow.service")
     problem(client.get(where["V"] + "/mpr?orientation=axial&slab=5&slab_spacing=1e-308", headers={"Accept": PNG}), 400)
 
 
-@pytest.mark.xfail(reason="BUG: POST curved with centerline [[1e308,0,0],[-1e308,0,0]] answers 500: "
-                          "render/curved.py _straightened line 151 raises OverflowError (arc length inf); "
-                          "neither the service nor curved_mpr refuses an infinite arc length", strict=True)
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_huge_centerline_is_400(client, where, caplog):
     caplog.set_level(logging.CRITICAL, logger="voxelflow.service")
@@ -263,10 +249,6 @@ def test_huge_centerline_is_400(client, where, caplog):
     problem(r, 400)
 
 
-@pytest.mark.xfail(reason="BUG: service/dicomweb.py _rendered work() line 150: the max_output_pixels check runs after "
-                          "every frame has been rendered and resized (apply_viewport), so viewport=8192,8192 on a "
-                          "series makes 67 MB per frame (24 frames: 16 s, 1.8 GB) before answering 400; it should "
-                          "be refused before rendering", strict=True)
 def test_oversized_viewport_is_refused_before_rendering(client, where, monkeypatch):
     calls = []
 
@@ -384,9 +366,6 @@ def test_damaged_store_is_500_without_traceback(client_factory, phantoms, damage
     assert c.get("/volumes").status_code == 200
 
 
-@pytest.mark.xfail(reason="BUG: service/app.py error_response line 72: a StoreError's text goes into the 500 "
-                          "body, which reveals the server's absolute store path (e.g. '/srv/pacs/store/...') to "
-                          "any client; the path belongs in the server log only", strict=True)
 def test_damaged_store_answer_does_not_reveal_server_paths(client_factory, damaged, caplog):
     caplog.set_level(logging.CRITICAL, logger="voxelflow.service")
     store, key = damaged

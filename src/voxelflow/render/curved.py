@@ -86,6 +86,10 @@ def _centerline(points: Any, what: str) -> np.ndarray:
     p = p[keep]
     if len(p) < 2:
         raise RenderError(f"{what}: centerline_mm points are all the same; a curve needs length")
+    with np.errstate(over="ignore", invalid="ignore"):
+        length = float(np.sum(np.linalg.norm(np.diff(p, axis=0), axis=1)))
+    if not math.isfinite(length):
+        raise RenderError(f"{what}: centerline_mm is too long to measure (its points are too far apart)")
     return p
 
 

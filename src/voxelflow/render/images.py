@@ -316,6 +316,31 @@ class Viewport:
                 raise RenderError(f"Viewport: {name} must be a non-zero integer, got {value!r}")
 
 
+    def region(self, rows: int, cols: int) -> tuple[int, int]:
+        """(height, width) of the source region in a `rows` x `cols` image.
+
+        Raises
+        ------
+        RenderError
+            If the region lies outside the image.
+        """
+        sw = cols - self.sx if self.sw is None else abs(self.sw)
+        sh = rows - self.sy if self.sh is None else abs(self.sh)
+        if self.sx + sw > cols or self.sy + sh > rows or sw < 1 or sh < 1:
+            raise RenderError(
+                f"viewport: source region ({self.sx}, {self.sy}, {sw}, {sh}) lies outside the "
+                f"{cols} x {rows} image"
+            )
+        return sh, sw
+
+    def output_shape(self, rows: int, cols: int) -> tuple[int, int]:
+        """(rows, columns) of what :func:`apply_viewport` makes of a `rows` x `cols` image:
+        known before any pixel is rendered, so a request can be checked against its limits."""
+        sh, sw = self.region(rows, cols)
+        scale = min(self.vw / sw, self.vh / sh)
+        return max(1, round(sh * scale)), max(1, round(sw * scale))
+
+
 def apply_viewport(image: Any, viewport: Viewport) -> np.ndarray:
     """The `viewport`'s region of a 2-D display image, flipped as it says and resized to fit
     (aspect ratio kept; Lanczos filtering, which anti-aliases when shrinking).
@@ -330,20 +355,13 @@ def apply_viewport(image: Any, viewport: Viewport) -> np.ndarray:
     arr = np.asarray(image)
     rows, cols = arr.shape[:2]
     v = viewport
-    sw = cols - v.sx if v.sw is None else abs(v.sw)
-    sh = rows - v.sy if v.sh is None else abs(v.sh)
-    if v.sx + sw > cols or v.sy + sh > rows or sw < 1 or sh < 1:
-        raise RenderError(
-            f"viewport: source region ({v.sx}, {v.sy}, {sw}, {sh}) lies outside the "
-            f"{cols} x {rows} image"
-        )
+    sh, sw = v.region(rows, cols)
+    height, width = v.output_shape(rows, cols)
     region = arr[v.sy : v.sy + sh, v.sx : v.sx + sw]
     if v.sw is not None and v.sw < 0:
         region = region[:, ::-1]
     if v.sh is not None and v.sh < 0:
         region = region[::-1]
-    scale = min(v.vw / sw, v.vh / sh)
-    width, height = max(1, round(sw * scale)), max(1, round(sh * scale))
     if (width, height) == (sw, sh):
         return np.ascontiguousarray(region)
     if region.dtype == np.uint8:

@@ -85,7 +85,13 @@ class Slab:
         else:
             d = self.spacing if self.spacing is not None else default_spacing
             # the 1e-9 keeps 20 mm / 1 mm at 20 samples despite float noise
-            wanted = math.ceil(self.thickness / d - 1e-9)
+            ratio = self.thickness / d
+            if not ratio <= limits.max_samples:  # also an infinite ratio (a tiny spacing)
+                raise RenderError(
+                    f"Slab: samples (thickness / spacing = {ratio:.6g}) is past the limit of "
+                    f"{limits.max_samples}"
+                )
+            wanted = math.ceil(ratio - 1e-9)
             n = check_count(max(1, wanted), "samples (thickness / spacing)", limits.max_samples, "Slab")
         return n, self.thickness / n
 

@@ -67,9 +67,13 @@ def error_response(exc: BaseException) -> Response:
     if isinstance(exc, VolumeNotFoundError):
         return problem(404, str(exc))
     if isinstance(exc, StoreError):
-        # the request was fine; the stored volume is not (a lost or damaged chunk)
+        # the request was fine; the stored volume is not (a lost or damaged chunk). The
+        # message names files of the server: it goes to the log, not to the client.
         log.error("store error: %s", exc)
-        return problem(500, f"the stored volume cannot be read: {exc}")
+        key = getattr(exc, "key", None)
+        what = f"the stored volume {key}" if key else "a stored volume"
+        return problem(500, f"{what} cannot be read: a chunk is missing or damaged ({type(exc).__name__}); "
+                            "the server log has the details")
     if isinstance(exc, VoxelflowError):
         return problem(400, str(exc))
     log.exception("unexpected error", exc_info=exc)
@@ -121,7 +125,7 @@ class _BearerAuth:
             if name == b"authorization":
                 scheme, _, credentials = value.partition(b" ")
                 if scheme.lower() == b"bearer":
-                    given = credentials.strip()
+                    given = credentials.strip() or None
         if given is None:
             response = problem(401, "this server needs a bearer token (Authorization: Bearer <token>)",
                                headers={"WWW-Authenticate": 'Bearer realm="voxelflow"'})

@@ -5,6 +5,11 @@ stored in 64 x 256 x 256 chunks decodes 32 MiB); a viewer scrolling through a se
 its neighbours next. So the first request for a volume that fits the budget reads it whole
 (one pass over its chunks) and later requests render from memory. A volume larger than the
 budget is never loaded: its requests read only the chunks they touch.
+
+Pyramid levels are cached apart, each on first use: a copy in memory keeps a source that
+opens its other levels through the cache, so renderers pick the same level for a cached
+volume as for the stored one (:func:`voxelflow.render.choose_level`), and the pixels do not
+depend on what happens to be cached.
 """
 
 from __future__ import annotations
@@ -13,15 +18,33 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..volume import Volume
 from .catalog import VolumeEntry
 
-__all__ = ["VolumeCache"]
+__all__ = ["CachedSource", "VolumeCache"]
 
 log = logging.getLogger("voxelflow.service")
+
+
+@dataclass(frozen=True)
+class CachedSource:
+    """The ``Volume.source`` of a cached level: what :func:`~voxelflow.render.choose_level`
+    asks of a stored volume's source (``level``, ``levels``, ``open``), answered from the cache."""
+
+    cache: VolumeCache
+    entry: VolumeEntry
+    level: int
+
+    @property
+    def levels(self) -> int:
+        return len(self.entry.levels)
+
+    def open(self, level: int) -> Volume:
+        return self.cache.volume(self.entry, level)
 
 
 class VolumeCache:
@@ -30,24 +53,25 @@ class VolumeCache:
     def __init__(self, budget: int) -> None:
         self.budget = int(budget)
         self._lock = threading.Lock()
-        self._loading: dict[tuple[str, object], threading.Event] = {}
-        self._items: OrderedDict[tuple[str, object], Volume] = OrderedDict()
+        self._loading: dict[tuple[str, object, int], threading.Event] = {}
+        self._items: OrderedDict[tuple[str, object, int], Volume] = OrderedDict()
         self._bytes = 0
 
     @property
     def nbytes(self) -> int:
         return self._bytes
 
-    def volume(self, entry: VolumeEntry) -> Volume:
-        """`entry`'s volume in memory when it fits the budget, else the stored (lazy) one.
+    def volume(self, entry: VolumeEntry, level: int = 0) -> Volume:
+        """Pyramid `level` of `entry`'s volume in memory when it fits the budget, else the
+        stored (lazy) one.
 
         Concurrent first requests for one volume read it once; the others wait for it.
         """
-        stored = entry.volume
+        stored = entry.levels[level]
         size = int(np.prod(stored.shape, dtype=np.int64)) * stored.dtype.itemsize
         if size > self.budget:
             return stored
-        name = (entry.key, entry.identity)
+        name = (entry.key, entry.identity, level)
         while True:
             with self._lock:
                 found = self._items.get(name)
@@ -65,8 +89,9 @@ class VolumeCache:
             return stored  # the loader failed; this request reads the store itself
         try:
             t0 = time.perf_counter()
-            loaded = Volume(stored.to_numpy(), stored.affine, stored.meta)
-            log.info("cache: loaded %s (%.1f MB) in %.2f s", entry.key, size / 1e6, time.perf_counter() - t0)
+            loaded = Volume(stored.to_numpy(), stored.affine, stored.meta, source=CachedSource(self, entry, level))
+            log.info("cache: loaded %s level %d (%.1f MB) in %.2f s", entry.key, level, size / 1e6,
+                     time.perf_counter() - t0)
             with self._lock:
                 self._items[name] = loaded
                 self._bytes += size

@@ -107,7 +107,8 @@ class CatalogSnapshot:
                 f"key: series {key} is stored as {len(keys)} volumes; name one: {', '.join(keys)}",
                 parameter="key",
             )
-        raise VolumeNotFoundError(f"no volume or series {key!r} in the store")
+        shown = key if len(key) <= 200 else key[:200] + "..."
+        raise VolumeNotFoundError(f"no volume or series {shown!r} in the store")
 
     def study_series(self, study: str) -> tuple[str, ...]:
         found = self.studies.get(check_uid(study, "study"))

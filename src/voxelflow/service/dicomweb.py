@@ -19,7 +19,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..display import slice_pipeline, window
-from ..render import apply_viewport, encode_animation, encode_image
+from ..errors import RenderError
+from ..render import Viewport, apply_viewport, encode_animation, encode_image
 from .app import Service, handler
 from .catalog import CatalogSnapshot, InstanceRef, VolumeEntry, check_uid
 from .params import MediaType, RequestError, choose_media, only_known, parse_int, parse_quality, parse_viewport, parse_window
@@ -60,6 +61,30 @@ def _thumbnail_values(entry: VolumeEntry, index: int, out_rows: int, out_cols: i
     return np.asarray(chosen.array[tuple(position)])
 
 
+def thumbnail_viewport(service: Service, entry: VolumeEntry, viewport: Viewport | None) -> Viewport:
+    """The box a thumbnail fits in: `viewport`'s vw x vh (default the thumbnail size), never
+    larger than the image itself (a thumbnail shrinks, it does not enlarge)."""
+    if viewport is not None and (viewport.sw is not None or viewport.sh is not None or viewport.sx or viewport.sy):
+        raise RequestError("viewport: a thumbnail takes vw,vh only", parameter="viewport")
+    size = service.settings.thumbnail_size
+    vw, vh = (viewport.vw, viewport.vh) if viewport is not None else (size, size)
+    rows, cols = entry.volume.shape[-2:]
+    return Viewport(min(vw, int(cols)), min(vh, int(rows)))
+
+
+def output_shape(service: Service, entry: VolumeEntry, viewport: Viewport | None, thumbnail: bool) -> tuple[int, int]:
+    """(rows, columns) of one rendered frame of `entry`, before rendering it."""
+    rows, cols = (int(n) for n in entry.volume.shape[-2:])
+    if thumbnail:
+        viewport = thumbnail_viewport(service, entry, viewport)
+    if viewport is None:
+        return rows, cols
+    try:
+        return viewport.output_shape(rows, cols)
+    except RenderError as exc:
+        raise RequestError(str(exc), parameter="viewport") from None
+
+
 def render_slice(
     service: Service,
     entry: VolumeEntry,
@@ -76,17 +101,8 @@ def render_slice(
         pipeline = pipeline.with_voi(voi)
     pipeline = pipeline.with_bits(bits)
     if thumbnail:
-        rows, cols = entry.volume.shape[-2:]
-        size = service.settings.thumbnail_size
-        vw, vh = (viewport.vw, viewport.vh) if viewport is not None else (size, size)
-        scale = min(1.0, vw / cols, vh / rows)
-        stored = _thumbnail_values(entry, index, max(1, round(rows * scale)), max(1, round(cols * scale)))
-        if viewport is None:
-            from ..render import Viewport
-
-            viewport = Viewport(vw, vh)
-        if viewport.sw is not None or viewport.sx or viewport.sy:
-            raise RequestError("viewport: a thumbnail takes vw,vh only", parameter="viewport")
+        viewport = thumbnail_viewport(service, entry, viewport)
+        stored = _thumbnail_values(entry, index, *viewport.output_shape(*entry.volume.shape[-2:]))
     else:
         stored = _slice_values(service, entry, index)
     image = window(stored, pipeline)
@@ -141,15 +157,24 @@ async def _rendered(
     if thumbnail and media.bits != 8:
         raise RequestError("thumbnails are 8-bit; ask for image/jpeg, image/png or image/gif", status=406, parameter="Accept")
 
+    # every output's size is known before anything is rendered: refuse past the limits first
+    total = 0
+    for entry, _ in targets:
+        rows, cols = output_shape(service, entry, viewport, thumbnail)
+        if rows * cols > settings.max_output_pixels:
+            raise RequestError(f"an output image of {cols} x {rows} pixels is past the limit of "
+                               f"{settings.max_output_pixels} pixels", parameter="viewport")
+        total += rows * cols
+    if total > settings.max_response_pixels:
+        raise RequestError(f"{len(targets)} frames of {total} pixels in all are past the limit of "
+                           f"{settings.max_response_pixels} pixels per response; ask for fewer frames "
+                           "or a smaller viewport", parameter="viewport" if viewport else "frames")
+
     def work() -> list[bytes]:
         images = [
             render_slice(service, entry, index, voi=voi, bits=media.bits, viewport=viewport, thumbnail=thumbnail)
             for entry, index in targets
         ]
-        for image in images:
-            if image.size > settings.max_output_pixels:
-                raise RequestError(f"an output image of {image.shape[1]} x {image.shape[0]} pixels is past the "
-                                   f"limit of {settings.max_output_pixels}", parameter="viewport")
         return _encode(images, media, quality)
 
     parts = await service.run(work)
@@ -298,7 +323,7 @@ def _series_json(snapshot: CatalogSnapshot, study: str, series: str) -> dict[str
     }
 
 
-def _instance_json(snapshot: CatalogSnapshot, study: str, series: str, sop: str, position: int) -> dict[str, Any]:
+def _instance_json(snapshot: CatalogSnapshot, study: str, series: str, sop: str) -> dict[str, Any]:
     ref = snapshot.instances[sop]
     entry = snapshot.volumes[ref.key]
     rows, cols = entry.volume.shape[-2:]
@@ -307,9 +332,6 @@ def _instance_json(snapshot: CatalogSnapshot, study: str, series: str, sop: str,
         "0020000E": _attr("UI", series),
         "00080018": _attr("UI", sop),
         "00080060": _attr("CS", entry.meta.get("modality") or None),
-        # the instance's place in the series' slice order (1-based), a navigation aid where
-        # the stored metadata has no Instance Number
-        "00200013": _attr("IS", position + 1),
         "00280008": _attr("IS", len(ref.slices)),
         "00280010": _attr("US", int(rows)),
         "00280011": _attr("US", int(cols)),
@@ -387,8 +409,8 @@ async def search_instances(request: Request) -> Response:
     snapshot.series_in_study(p["study"], p["series"])
     q = request.query_params
     items = [
-        _instance_json(snapshot, p["study"], p["series"], sop, i)
-        for i, sop in enumerate(snapshot.series_instances.get(p["series"], ()))
+        _instance_json(snapshot, p["study"], p["series"], sop)
+        for sop in snapshot.series_instances.get(p["series"], ())
         if _match(q, ("SOPInstanceUID", "00080018"), sop)
     ]
     return _page(request, items)

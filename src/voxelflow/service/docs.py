@@ -70,6 +70,7 @@ ENDPOINTS: list[tuple[str, str, str, list[str], list[str]]] = [
     ("get", _IN + "/frames/{frames}/rendered", "Frames (1-based, comma-separated) rendered; several: multipart or GIF", _RENDER, _MEDIA_RENDERED),
     ("get", _IN + "/frames/{frames}/thumbnail", "Thumbnail of one frame", ["viewport", "quality", "accept"], ["image/jpeg", "image/png", "image/gif"]),
     ("get", "/volumes", "The stored volumes", [], ["application/json"]),
+    ("get", "/healthz", "Liveness: volumes in the catalog, renders pending, cache bytes (no token needed)", [], ["application/json"]),
     ("get", "/volumes/{key}", "One volume: shape, spacing, affine, levels, findings, windows", [], ["application/json"]),
     ("get", "/volumes/{key}/mpr", "A plane or thick slab (MPR, MIP, MinIP); X-Plane-* headers say where its pixels lie",
      ["orientation", "position", "center", "normal", "up", "size", "spacing", "slab", "slab_spacing", "mode", "interp", "window", "preset", "quality", "accept"], _MEDIA_VIEW),
@@ -89,7 +90,7 @@ _PATH_DOC = {
 }
 
 _ERRORS = {
-    "400": "A bad parameter (named in the body's `parameter`) or a request past a limit",
+    "400": "A bad parameter or a request past a limit: `detail` says which and why, and `parameter` names the query parameter where one is at fault",
     "401": "No bearer token (when the server has one)",
     "403": "A wrong bearer token",
     "404": "Unknown study, series, instance or volume",

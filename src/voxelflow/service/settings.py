@@ -36,6 +36,8 @@ class ServiceSettings:
         Seconds a request may wait and render before it is answered 504.
     max_output_pixels : int
         Pixels of one output image (rows x columns); larger requests are answered 400.
+    max_response_pixels : int
+        Pixels of all the images of one response (frame lists, series, spins).
     max_side : int
         Pixels along one side of an output image.
     max_slab_samples : int
@@ -63,6 +65,7 @@ class ServiceSettings:
     queue_size: int = 64
     deadline_s: float = 30.0
     max_output_pixels: int = 4096 * 4096
+    max_response_pixels: int = 1 << 26
     max_side: int = 8192
     max_slab_samples: int = 2048
     max_frames: int = 512

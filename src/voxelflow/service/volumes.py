@@ -21,8 +21,20 @@ from starlette.routing import Route
 from ..display import pipeline_for, preset
 from ..display.pipeline import DisplayPipeline
 from ..geometry import Plane
-from ..render import RenderLimits, Slab, curved_mpr, encode_animation, encode_image, mpr, project, rotating_projection
-from .app import Service, handler
+from ..render import (
+    CURVED_MODES,
+    INTERPOLATIONS,
+    RenderLimits,
+    Slab,
+    curved_mpr,
+    encode_animation,
+    encode_image,
+    mpr,
+    project,
+    rotating_projection,
+)
+from ..render.slab import parse_mode
+from .app import Service, handler, problem
 from .catalog import VolumeEntry
 from .params import (
     MediaType,
@@ -42,6 +54,7 @@ IMAGES = ("image/jpeg", "image/png", "image/png;bits=16", "application/octet-str
 ANIMATIONS = ("image/gif", "image/apng")
 _ORIENTATIONS = {"axial": (Plane.axial, 2), "coronal": (Plane.coronal, 1), "sagittal": (Plane.sagittal, 0)}
 _COMMON = ("window", "preset", "quality", "accept", "interp")
+_AXES = ("L", "R", "P", "A", "S", "I")
 
 
 def _limits(service: Service) -> RenderLimits:
@@ -82,8 +95,35 @@ def _answer(image: np.ndarray, media: MediaType, quality: int, headers: dict[str
     return Response(encode_image(image, media.fmt, quality=quality, bits=media.bits), media_type=media.short, headers=headers)
 
 
-def _vector(query: Mapping[str, Any], name: str) -> np.ndarray | None:
-    return np.array(parse_floats(str(query[name]), name, 3)) if name in query else None
+def _vector(query: Mapping[str, Any], name: str, *, direction: bool = False) -> np.ndarray | None:
+    if name not in query:
+        return None
+    v = np.array(parse_floats(str(query[name]), name, 3))
+    if direction and not np.any(v):
+        raise RequestError(f"{name} must be a direction, not the zero vector", parameter=name)
+    return v
+
+
+def _choice(query: Mapping[str, Any], name: str, default: str, parse: Any) -> str:
+    """The query's `name` checked by the library's own parser, so a bad value is named here."""
+    value = str(query.get(name, default))
+    try:
+        parse(value)
+    except Exception as exc:
+        raise RequestError(str(exc), parameter=name) from None
+    return value
+
+
+def _mode(query: Mapping[str, Any], default: str = "mip") -> str:
+    return _choice(query, "mode", default, lambda v: parse_mode(v, "mode"))
+
+
+def _interp(query: Mapping[str, Any]) -> str:
+    def parse(value: str) -> None:
+        if value not in INTERPOLATIONS:
+            raise RequestError(f"interp must be one of {', '.join(INTERPOLATIONS)}, got {value[:40]!r}")
+
+    return _choice(query, "interp", "linear", parse)
 
 
 def _size(query: Mapping[str, Any], max_side: int) -> tuple[int, int] | None:
@@ -131,10 +171,12 @@ def plane_from_query(volume: Any, query: Mapping[str, Any], max_side: int) -> Pl
         return plane
     if "position" in query:
         raise RequestError("position goes with orientation; give center for an oblique plane", parameter="position")
-    normal = _vector(query, "normal")
+    normal = _vector(query, "normal", direction=True)
     if normal is None:
         raise RequestError("give orientation=axial|coronal|sagittal or normal=x,y,z", parameter="orientation")
-    up = _vector(query, "up")
+    up = _vector(query, "up", direction=True)
+    if up is not None and np.linalg.norm(np.cross(up, normal)) <= 1e-6 * np.linalg.norm(up) * np.linalg.norm(normal):
+        raise RequestError("up must not be parallel to the normal", parameter="up")
     center = _vector(query, "center")
     return Plane.oblique(volume if center is None else center, normal, up=up, spacing=spacing,
                          size=size if size is not None or center is None else (512, 512))
@@ -147,12 +189,12 @@ def _slab(query: Mapping[str, Any]) -> Slab | None:
         return None
     thickness = parse_positive(str(query["slab"]), "slab")
     spacing = parse_positive(str(query["slab_spacing"]), "slab_spacing") if "slab_spacing" in query else None
-    return Slab(thickness, str(query.get("mode", "mip")), spacing=spacing)
+    return Slab(thickness, _mode(query), spacing=spacing)
 
 
 def _plane_headers(plane: Plane) -> dict[str, str]:
     def vec(v: Any) -> str:
-        return ",".join(f"{x:.6g}" for x in v)
+        return ",".join(repr(float(x)) for x in v)  # repr: the shortest text that reads back exactly
 
     return {
         "X-Plane-Center": vec(plane.center),
@@ -181,7 +223,7 @@ async def volume_mpr(request: Request) -> Response:
     display = _display(entry, query, media)
     plane = plane_from_query(entry.volume, query, service.settings.max_side)
     slab = _slab(query)
-    interp = str(query.get("interp", "linear"))
+    interp = _interp(query)
 
     def work() -> Response:
         volume = service.cache.volume(entry)
@@ -200,18 +242,18 @@ async def volume_projection(request: Request) -> Response:
     media = choose_media(request.headers.get("accept"), IMAGES, query=query.get("accept"))
     quality = parse_quality(query.get("quality"), service.settings.jpeg_quality)
     display = _display(entry, query, media)
-    direction = _vector(query, "direction")
+    direction = _vector(query, "direction", direction=True)
     azimuth = parse_floats(str(query["azimuth"]), "azimuth", 1)[0] if "azimuth" in query else None
     elevation = parse_floats(str(query["elevation"]), "elevation", 1)[0] if "elevation" in query else None
     if direction is None and azimuth is None and elevation is None:
         direction = np.array([0.0, 1.0, 0.0])  # the anterior view
     size, spacing = _size(query, service.settings.max_side), _spacing(query)
+    mode, interp = _mode(query, "max"), _interp(query)
 
     def work() -> Response:
         volume = service.cache.volume(entry)
-        image = project(volume, direction=direction, azimuth=azimuth, elevation=elevation,
-                        mode=str(query.get("mode", "max")), size=size, spacing=spacing,
-                        interp=str(query.get("interp", "linear")), display=display, limits=_limits(service))
+        image = project(volume, direction=direction, azimuth=azimuth, elevation=elevation, mode=mode,
+                        size=size, spacing=spacing, interp=interp, display=display, limits=_limits(service))
         return _answer(image, media, quality)
 
     return await service.run(work)
@@ -228,15 +270,17 @@ async def volume_spin(request: Request) -> Response:
     n = parse_int(str(query.get("n", "36")), "n", 1, service.settings.max_frames)
     axis: Any = str(query.get("axis", "S"))
     if "," in axis:
-        axis = parse_floats(axis, "axis", 3)
+        axis = _vector(query, "axis", direction=True)
+    elif axis.upper() not in _AXES:
+        raise RequestError(f"axis must be one of {', '.join(_AXES)} or x,y,z, got {axis[:40]!r}", parameter="axis")
+    mode, interp = _mode(query, "max"), _interp(query)
     fps = parse_positive(str(query.get("fps", "10")), "fps")
     size, spacing = _size(query, service.settings.max_side), _spacing(query)
 
     def work() -> Response:
         volume = service.cache.volume(entry)
-        views = rotating_projection(volume, n, axis=axis, mode=str(query.get("mode", "max")), size=size,
-                                    spacing=spacing, interp=str(query.get("interp", "linear")), display=display,
-                                    limits=_limits(service))
+        views = rotating_projection(volume, n, axis=axis, mode=mode, size=size, spacing=spacing,
+                                    interp=interp, display=display, limits=_limits(service))
         return Response(encode_animation(views, media.fmt, fps=fps), media_type=media.name)
 
     return await service.run(work)
@@ -286,20 +330,33 @@ async def volume_curved(request: Request) -> Response:
     if centerline.shape != (len(points), 3):
         raise RequestError("centerline must be a list of [x, y, z] points (mm)", parameter="centerline")
     width = body.get("width")
-    if isinstance(width, bool) or not isinstance(width, (int, float)):
-        raise RequestError("width must be a number (mm)", parameter="width")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width < float("inf"):
+        raise RequestError("width must be a positive number (mm)", parameter="width")
+    mode = str(body.get("mode", "straightened"))
+    if mode not in CURVED_MODES:
+        raise RequestError(f"mode must be one of {', '.join(CURVED_MODES)}, got {mode[:40]!r}", parameter="mode")
     window = body.get("window")
     if isinstance(window, list):
         window = ",".join(str(v) for v in window)
     query = {k: v for k, v in (("window", window), ("preset", body.get("preset"))) if v is not None}
     display = _display(entry, query, media)
-    slab = Slab(float(body["slab"]), str(body.get("slab_mode", "mip"))) if body.get("slab") is not None else None
+    slab = None
+    if body.get("slab") is not None:
+        thickness = body["slab"]
+        if isinstance(thickness, bool) or not isinstance(thickness, (int, float)) or not 0 < thickness < float("inf"):
+            raise RequestError("slab must be a positive number (mm)", parameter="slab")
+        slab = Slab(float(thickness), _mode({"mode": body.get("slab_mode", "mip")}))
+    interp = _interp({"interp": body.get("interp", "linear")})
+    for name in ("spacing",):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise RequestError(f"{name} must be a number (mm)", parameter=name)
 
     def work() -> Response:
         volume = service.cache.volume(entry)
         image = curved_mpr(volume, centerline, width_mm=float(width), spacing=body.get("spacing"),
-                           mode=str(body.get("mode", "straightened")), up=body.get("up"), slab=slab,
-                           interp=str(body.get("interp", "linear")), display=display, limits=_limits(service))
+                           mode=mode, up=body.get("up"), slab=slab,
+                           interp=interp, display=display, limits=_limits(service))
         return _answer(image, media, quality)
 
     return await service.run(work)
@@ -349,6 +406,13 @@ async def list_volumes(request: Request) -> Response:
 async def get_volume(request: Request) -> Response:
     """GET /volumes/{key}"""
     only_known(request.query_params, ())
+    key = request.path_params["key"]
+    if key.endswith("/curved"):
+        # the catch-all route met a POST-only resource
+        service: Service = request.app.state.service
+        if key[: -len("/curved")] in (await service.snapshot()).volumes:
+            return problem(405, f"{request.method} is not allowed on {request.url.path[:200]}: use POST",
+                           headers={"Allow": "POST"})
     _, entry = await _entry(request)
     return Response(json.dumps(describe(entry, full=True), default=str), media_type="application/json")
 
