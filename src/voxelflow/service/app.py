@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -91,8 +92,19 @@ class Service:
         self.cache = VolumeCache(settings.cache_bytes)
         self.scheduler = RenderScheduler(settings.render_threads, settings.queue_size, settings.deadline_s)
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await self.scheduler.run(fn, *args)
+    async def run(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, str]:
+        """`fn(*args)` on a render thread; returns its result and a ``Server-Timing`` value
+        (time waiting for a thread, time rendering and encoding, in ms) for the answer."""
+        queued = time.perf_counter()
+        started: list[float] = []
+
+        def timed() -> Any:
+            started.append(time.perf_counter())
+            return fn(*args)
+
+        result = await self.scheduler.run(timed)
+        done = time.perf_counter()
+        return result, f"queue;dur={(started[0] - queued) * 1e3:.1f}, render;dur={(done - started[0]) * 1e3:.1f}"
 
     async def snapshot(self) -> Any:
         """The catalog now; a due refresh (a walk of the store) runs off the event loop, on a
@@ -220,7 +232,7 @@ def create_app(store: str | os.PathLike[str] | VolumeStore, settings: ServiceSet
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=["Authorization", "Accept", "Content-Type"],
-                expose_headers=["X-Plane-Center", "X-Plane-Row", "X-Plane-Column", "X-Plane-Spacing", "X-Plane-Size"],
+                expose_headers=["X-Plane-Center", "X-Plane-Row", "X-Plane-Column", "X-Plane-Spacing", "X-Plane-Size", "X-Array-Shape", "X-Array-Dtype", "Server-Timing"],
             )
         )
     if settings.token:

@@ -177,10 +177,13 @@ async def _rendered(
         ]
         return _encode(images, media, quality)
 
-    parts = await service.run(work)
+    parts, timing = await service.run(work)
     if media.kind == "animation" or (len(parts) == 1 and not many):
-        return Response(parts[0], media_type=media.name.split(";")[0], headers=_png16(media))
-    return _multipart(parts, media, locations)
+        response = Response(parts[0], media_type=media.short, headers=_png16(media))
+    else:
+        response = _multipart(parts, media, locations)
+    response.headers["Server-Timing"] = timing
+    return response
 
 
 def _png16(media: MediaType) -> dict[str, str] | None:

@@ -205,6 +205,12 @@ def _plane_headers(plane: Plane) -> dict[str, str]:
     }
 
 
+async def _rendered(service: Service, work: Any) -> Response:
+    response, timing = await service.run(work)
+    response.headers["Server-Timing"] = timing
+    return response
+
+
 async def _entry(request: Request) -> tuple[Service, VolumeEntry]:
     service: Service = request.app.state.service
     snapshot = await service.snapshot()
@@ -230,7 +236,7 @@ async def volume_mpr(request: Request) -> Response:
         image = mpr(volume, plane, slab=slab, interp=interp, display=display, limits=_limits(service))
         return _answer(image, media, quality, _plane_headers(plane))
 
-    return await service.run(work)
+    return await _rendered(service, work)
 
 
 @handler
@@ -256,7 +262,7 @@ async def volume_projection(request: Request) -> Response:
                         size=size, spacing=spacing, interp=interp, display=display, limits=_limits(service))
         return _answer(image, media, quality)
 
-    return await service.run(work)
+    return await _rendered(service, work)
 
 
 @handler
@@ -283,7 +289,7 @@ async def volume_spin(request: Request) -> Response:
                                     interp=interp, display=display, limits=_limits(service))
         return Response(encode_animation(views, media.fmt, fps=fps), media_type=media.name)
 
-    return await service.run(work)
+    return await _rendered(service, work)
 
 
 async def _json_body(request: Request, limit: int) -> Any:
@@ -359,7 +365,7 @@ async def volume_curved(request: Request) -> Response:
                            interp=interp, display=display, limits=_limits(service))
         return _answer(image, media, quality)
 
-    return await service.run(work)
+    return await _rendered(service, work)
 
 
 def describe(entry: VolumeEntry, *, full: bool) -> dict[str, Any]:
