@@ -57,9 +57,12 @@ _COMMON = ("window", "preset", "quality", "accept", "interp")
 _AXES = ("L", "R", "P", "A", "S", "I")
 
 
-def _limits(service: Service) -> RenderLimits:
+def _limits(service: Service, views: int = 1) -> RenderLimits:
+    """The settings as the renderers' limits; with several `views`, each view's pixels are
+    capped so that all of them stay within ``max_response_pixels`` (checked before rendering)."""
     s = service.settings
-    return RenderLimits(max_side=s.max_side, max_pixels=s.max_output_pixels, max_samples=s.max_slab_samples,
+    pixels = min(s.max_output_pixels, max(1, s.max_response_pixels // views))
+    return RenderLimits(max_side=s.max_side, max_pixels=pixels, max_samples=s.max_slab_samples,
                         max_views=s.max_frames)
 
 
@@ -286,7 +289,7 @@ async def volume_spin(request: Request) -> Response:
     def work() -> Response:
         volume = service.cache.volume(entry)
         views = rotating_projection(volume, n, axis=axis, mode=mode, size=size, spacing=spacing,
-                                    interp=interp, display=display, limits=_limits(service))
+                                    interp=interp, display=display, limits=_limits(service, n))
         return Response(encode_animation(views, media.fmt, fps=fps), media_type=media.name)
 
     return await _rendered(service, work)
