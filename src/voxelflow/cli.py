@@ -3,20 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from . import __version__
 from .errors import VoxelflowError
 
+#: The requested work was done.
+EXIT_OK = 0
+#: Nothing was done: bad input, a missing store, no DICOM found, an OS error (named).
 EXIT_ERROR = 2
 #: Some inputs were ingested, others failed (each reported with its reason).
 EXIT_PARTIAL = 3
+#: Interrupted (Ctrl-C).
+EXIT_INTERRUPTED = 130
+#: The reader of the output went away (``voxelflow info ... | head``), as a shell reports SIGPIPE.
+EXIT_BROKEN_PIPE = 141
+
+_EPILOG = """exit codes:
+  0    the requested work was done
+  2    nothing was done: bad input or parameters, a missing store, no DICOM found, an OS error
+  3    partial: some inputs were done, the others are reported with their reasons
+  130  interrupted
+  141  the output's reader went away (a closed pipe)
+Errors are one line naming the path or parameter and the cause; --debug shows the traceback."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voxelflow", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="voxelflow",
+        description="DICOM decoding, ingest into zarr stores, NIfTI export, rendering and an HTTP service.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"voxelflow {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="write a phantom CT series, decode it, write a PNG, report timings")
@@ -90,25 +112,56 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            from .demo import run_demo
-
-            return run_demo(out=args.out, slices=args.slices, size=args.size)
-        if args.command == "bench":
-            from .bench import run
-
-            return run(quick=args.quick, json_path=args.json, select=args.k, backend=args.backend)
-        if args.command == "decode":
-            return _decode(args)
-        if args.command in ("ingest", "convert"):
-            return _ingest(args)
-        if args.command == "info":
-            return _info(args)
-        if args.command == "serve":
-            return _serve(args)
+        return _run(args)
     except VoxelflowError as exc:
+        if args.debug:
+            raise
         print(f"voxelflow {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # the reader closed the pipe: nothing more can be shown, and Python's exit flush would
+        # fail again on the closed stream
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print(f"voxelflow {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"voxelflow {args.command}: error: {_os_error(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _os_error(exc: OSError) -> str:
+    """`exc` as one line: the path(s) and the cause, as a shell tool says it."""
+    where = exc.filename if exc.filename is not None else None
+    cause = exc.strerror or str(exc)
+    if where is None:
+        return cause
+    if exc.filename2 is not None:
+        return f"{where} -> {exc.filename2}: {cause}"
+    return f"{where}: {cause}"
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(out=args.out, slices=args.slices, size=args.size)
+    if args.command == "bench":
+        from .bench import run
+
+        return run(quick=args.quick, json_path=args.json, select=args.k, backend=args.backend)
+    if args.command == "decode":
+        return _decode(args)
+    if args.command in ("ingest", "convert"):
+        return _ingest(args)
+    if args.command == "info":
+        return _info(args)
+    if args.command == "serve":
+        return _serve(args)
     return EXIT_ERROR
 
 
@@ -117,28 +170,72 @@ def _ingest(args: argparse.Namespace) -> int:
     from .ingest import convert, ingest, progress_bar
 
     policy = GeometryPolicy(tilt=args.tilt, nonuniform=args.nonuniform, gaps=args.gaps)
+    for source in args.sources:
+        if not os.path.exists(source):
+            raise FileNotFoundError(2, "no such file or folder", source)
+    target = args.store if args.command == "ingest" else args.out
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise FileExistsError(17, "exists and is not a folder", target)
+    created = not os.path.exists(target)
     bar = progress_bar()
-    if args.command == "ingest":
-        report = ingest(args.sources, args.store, policy=policy, overwrite=args.overwrite, progress=bar)
-        where = f"store {args.store}"
-    else:
-        report = convert(args.sources, args.out, policy=policy, progress=bar)
-        where = f"folder {args.out}"
-        for v in report.volumes:
-            print(f"wrote {v.output}")
+    try:
+        if args.command == "ingest":
+            report = ingest(args.sources, args.store, policy=policy, overwrite=args.overwrite, progress=bar)
+            where = f"store {args.store}"
+        else:
+            report = convert(args.sources, args.out, policy=policy, progress=bar)
+            where = f"folder {args.out}"
+            for v in report.volumes:
+                print(f"wrote {v.output}")
+    except BaseException:
+        _remove_if_unused(target, created, args.command)
+        raise
+    if not report.volumes:
+        _remove_if_unused(target, created, args.command)
     print(report.table())
+    if not report.volumes and not report.failures:
+        skipped = f" ({report.non_dicom} non-DICOM file(s) skipped)" if report.non_dicom else ""
+        print(f"voxelflow {args.command}: error: no DICOM image found in {', '.join(args.sources)}{skipped}",
+              file=sys.stderr)
+        return EXIT_ERROR
     print(f"{args.command}: {len(report.volumes)} volume(s) in {where}")
     if report.partial:
         return EXIT_PARTIAL if report.volumes else EXIT_ERROR
-    return 0
+    return EXIT_OK
+
+
+def _remove_if_unused(target: str, created: bool, command: str) -> None:
+    """Remove the store or output folder this run created when it holds no volume: a failed
+    command leaves nothing behind."""
+    import shutil
+
+    if not created or not os.path.isdir(target):
+        return
+    if command == "ingest":
+        from .store import VolumeStore
+
+        try:
+            if VolumeStore(target, read_only=True).keys():
+                return
+        except VoxelflowError:
+            return
+    elif any(os.scandir(target)):
+        return
+    shutil.rmtree(target, ignore_errors=True)
 
 
 def _info(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
+    from .errors import StoreError
     from .store import VolumeStore
 
-    store = VolumeStore(args.store)
+    if not os.path.isdir(args.store):
+        raise FileNotFoundError(2, "no such folder", args.store)
+    store = VolumeStore(args.store, read_only=True)
+    if not (Path(args.store) / "zarr.json").is_file():
+        raise StoreError(f"{args.store} is not a voxelflow store (no zarr.json)")
     if args.key is None:
         keys = list(store.keys())
         for key in keys:
