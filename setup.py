@@ -1,21 +1,29 @@
 """The native extensions: every csrc/<name>.pyx becomes voxelflow._native.<name>.
 
-Metadata lives in pyproject.toml; this file only knows how to compile.
+Metadata lives in pyproject.toml; this file only knows how to compile. Extensions compile in
+parallel (one per core), and each compiled extension is kept in build/ext-cache/ under a hash
+of its C source, flags, compiler and Python / numpy ABI: a re-install whose sources did not
+change copies them instead of compiling again (pip builds editable installs in a fresh
+temporary folder each time, so build_ext's own up-to-date check never fires).
 """
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
 CSRC = "csrc"
+CACHE = HERE / "build" / "ext-cache"
 
 
 def _compiler_accepts(flag: str) -> bool:
@@ -56,9 +64,60 @@ extensions = [
     for pyx in sorted((HERE / CSRC).glob("*.pyx"))
 ]
 
+def _cache_key(ext: Extension) -> str:
+    digest = hashlib.sha256()
+    for source in ext.sources:
+        text = Path(source).read_bytes()
+        # Cython's metadata comment names the build's include folders, which pip's isolated
+        # build environment puts under a new temporary path each time: not part of the code
+        start, end = text.find(b"/* BEGIN: Cython Metadata"), text.find(b"END: Cython Metadata */")
+        if start != -1 and end != -1:
+            text = text[:start] + text[end:]
+        digest.update(text)
+    for part in (
+        ext.extra_compile_args,
+        ext.extra_link_args,
+        ext.define_macros,
+        os.environ.get("CC", ""),
+        os.environ.get("CFLAGS", ""),
+        sys.version,
+        sysconfig.get_config_var("EXT_SUFFIX"),
+        sysconfig.get_platform(),
+        np.__version__,
+    ):
+        digest.update(repr(part).encode())
+    return digest.hexdigest()[:24]
+
+
+class CachedBuildExt(build_ext):
+    """build_ext, in parallel, reusing an extension compiled from the same C source and flags."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
+
+    def build_extension(self, ext: Extension) -> None:
+        target = Path(self.get_ext_fullpath(ext.name))
+        cached = CACHE / f"{ext.name}-{_cache_key(ext)}{target.suffix}"
+        if cached.is_file() and not self.force:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cached, target)
+            sys.stdout.write(f"voxelflow: {ext.name} unchanged, reused from {cached.relative_to(HERE)}\n")
+            return
+        sys.stdout.write(f"voxelflow: compiling {ext.name}\n")  # one write: threads interleave print
+        super().build_extension(ext)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(cached.name + f".{os.getpid()}.partial")
+        shutil.copyfile(target, partial)
+        os.replace(partial, cached)  # a reader never sees half a file
+
+
 setup(
+    cmdclass={"build_ext": CachedBuildExt},
     ext_modules=cythonize(
         extensions,
+        nthreads=os.cpu_count() or 1,
         language_level=3,
         compile_time_env={"HAVE_OPENMP": bool(OPENMP)},
         compiler_directives={
