@@ -61,18 +61,22 @@ def _parser() -> argparse.ArgumentParser:
                        help="missing slices: split into volumes (default) or interpolate them")
 
     ingest = sub.add_parser("ingest", help="DICOM files/folders -> volumes in a zarr store")
-    ingest.add_argument("sources", nargs="+", metavar="SRC")
-    ingest.add_argument("--store", required=True, metavar="DIR")
+    ingest.add_argument("sources", nargs="+", metavar="SRC",
+                        help="DICOM files or folders (searched recursively; non-DICOM files are skipped)")
+    ingest.add_argument("--store", required=True, metavar="DIR",
+                        help="the zarr volume store to write into (created if missing)")
     ingest.add_argument("--overwrite", action="store_true", help="re-ingest volumes already stored")
     add_policy(ingest)
 
     info = sub.add_parser("info", help="list the volumes of a store, or describe one")
-    info.add_argument("store", metavar="DIR")
-    info.add_argument("key", nargs="?")
+    info.add_argument("store", metavar="DIR", help="a volume store")
+    info.add_argument("key", nargs="?", help="a volume's key: print its stored attributes as JSON")
 
     convert = sub.add_parser("convert", help="DICOM files/folders -> one NIfTI per volume")
-    convert.add_argument("sources", nargs="+", metavar="SRC")
-    convert.add_argument("-o", "--out", required=True, metavar="OUTDIR")
+    convert.add_argument("sources", nargs="+", metavar="SRC",
+                         help="DICOM files or folders (searched recursively; non-DICOM files are skipped)")
+    convert.add_argument("-o", "--out", required=True, metavar="OUTDIR",
+                         help="folder for the NIfTI files (.nii.gz, RAS as NIfTI readers expect; created if missing)")
     convert.add_argument("--format", choices=("nifti",), default="nifti")
     add_policy(convert)
 
@@ -102,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
 
     decode = sub.add_parser("decode", help="decode one DICOM file and print its array's shape, dtype and range")
-    decode.add_argument("file")
+    decode.add_argument("file", help="a DICOM file")
     decode.add_argument("--frames", type=int, nargs="*", help="frame numbers (0-based)")
     decode.add_argument("--backend", help="kernel backend")
     decode.add_argument("-o", "--output", metavar="FILE.npy", help="save the array as .npy")

@@ -97,6 +97,10 @@ def run_demo(*, out: str | None = None, slices: int = 120, size: int = 256) -> i
         print(f"  resampled to isotropic spacing in {t_iso:.2f} s: {grid(stored)} -> {grid(iso)}")
         _render_views(stored, root)
     print(f"done: series in {series_dir}, images in {root}, store in {store_dir}")
+    if out is None:
+        size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+        print(f"  {size / 2**20:.1f} MiB in a temporary folder; remove it with: rm -r {root} "
+              "(or give --out DIR next time)")
     if report.volumes:
         key = report.volumes[0].key
         print("serve the store over HTTP (DICOMweb, MPR / MIP; API at /docs):")

@@ -51,12 +51,13 @@ class IngestReport:
 
     def table(self) -> str:
         """The closing summary: one line per volume, then the failures."""
-        lines = [f"{'volume':<44} {'shape':<18} {'spacing (mm)':<20} {'status':<8} findings"]
+        # keys in full, however long (UIDs run to 64 characters): they are copied from here
+        width = max([44, *(len(v.key) for v in self.volumes)])
+        lines = [f"{'volume':<{width}} {'shape':<18} {'spacing (mm)':<20} {'status':<8} findings"]
         for v in self.volumes:
-            key = v.key if len(v.key) <= 44 else "…" + v.key[-43:]
             shape = "x".join(str(n) for n in v.shape)
             spacing = "x".join(f"{s:.3g}" for s in v.spacing)
-            lines.append(f"{key:<44} {shape:<18} {spacing:<20} {v.status:<8} {', '.join(v.findings) or '—'}")
+            lines.append(f"{v.key:<{width}} {shape:<18} {spacing:<20} {v.status:<8} {', '.join(v.findings) or '—'}")
         lines.append(
             f"{len(self.volumes)} volume(s), {len(self.failures)} failure(s), "
             f"{self.non_dicom} non-DICOM file(s) skipped, {self.seconds:.2f} s"

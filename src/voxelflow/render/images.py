@@ -105,10 +105,14 @@ def _pixels(array: Any, bits: Any, what: str) -> np.ndarray:
     if arr.dtype.kind == "f":
         if bits is None:
             raise RenderError(
-                f"{what}: a float image (display values in [0, 1]) needs bits=8 or bits=16"
+                f"{what}: a float image (display values in [0, 1]) needs bits=8 or bits=16; "
+                "for modality values (HU) render with display=True (or a window) first"
             )
         if not np.all(np.isfinite(arr)) or arr.min() < 0.0 or arr.max() > 1.0:
-            raise RenderError(f"{what}: a float image must hold display values in [0, 1]")
+            raise RenderError(
+                f"{what}: a float image must hold display values in [0, 1]; these look like "
+                "modality values (HU): render with display=True (or a window) first"
+            )
         top = 255 if bits == 8 else 65535
         return np.rint(arr * top).astype(np.uint8 if bits == 8 else np.uint16)
     if arr.dtype not in (np.uint8, np.uint16):
