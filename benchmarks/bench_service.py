@@ -5,7 +5,8 @@ Input: a CT phantom series, 300 x 512 x 512 int16 at (1.0, 0.7, 0.7) mm when tim
 ``python -m voxelflow serve --workers 2``: one process per core, as deployed, with its
 access log off as Orthanc's is) and uploaded to a throw-away Orthanc
 (:mod:`voxelflow.testing.orthanc`). Both servers answer the same DICOMweb paths under
-``/dicom-web``; each is warmed with one pass over a row's URLs before that row's wrk run.
+``/dicom-web``; each is warmed with a pass over a row's URLs on each of 8 connections (so that every worker
+process has read the volume) before that row's wrk run.
 
 The load generator is ``wrk`` (keep-alive connections) with a Lua script that cycles through a
 list of URLs, so no connection asks for the same instance twice in a row (each wrk thread starts
@@ -72,6 +73,8 @@ WINDOW = "40,400,linear"
 # 20 samples 1 mm apart (the series' slice spacing), as benchmarks/bench_render.py's slab row
 MPR_QUERY = "normal=0.3,-0.5,0.8&size=512&spacing=0.7&slab=20&slab_spacing=1&mode=mip&window=" + WINDOW
 WORKERS = 2
+# connections of the warm-up pass: with 8, the chance that one of 2 workers gets none is 1 in 128
+WARM_CONNECTIONS = 8
 MPR_SHIFTS_MM = np.arange(-24.0, 24.1, 2.0)  # 25 centres along patient x
 RESULT_KEYS = ("rps", "p50_ms", "p95_ms", "p99_ms", "errors", "requests", "kb_per_response")
 TARGETS = {"jpeg": 1.5, "png": 3.0, "mpr_p50_ms": 30.0, "rss_growth_mb": 50.0}
@@ -287,17 +290,21 @@ def _mpr(dataset: Dataset) -> list[Request]:
 
 
 def _warm(server: Server, requests: Sequence[Request]) -> None:
-    """One pass over `requests` on one keep-alive connection; every answer must be 2xx."""
+    """A pass over `requests` on each of WARM_CONNECTIONS keep-alive connections; every answer
+    must be 2xx. Several connections: each one is served by one worker process, and every
+    worker must have read the volume into its cache before the timed run (or the run measures
+    a cold worker's first read)."""
     split = urlsplit(server.url)
-    conn = http.client.HTTPConnection(split.hostname, split.port, timeout=60)
-    try:
-        for accept, path in requests:
-            conn.request("GET", path, headers={"Accept": accept})
-            response = conn.getresponse()
-            body = response.read()
-            assert 200 <= response.status < 300, f"{server.name}: GET {path} ({accept}) answered {response.status}: {body[:300]!r}"
-    finally:
-        conn.close()
+    for _ in range(WARM_CONNECTIONS):
+        conn = http.client.HTTPConnection(split.hostname, split.port, timeout=60)
+        try:
+            for accept, path in requests:
+                conn.request("GET", path, headers={"Accept": accept})
+                response = conn.getresponse()
+                body = response.read()
+                assert 200 <= response.status < 300, f"{server.name}: GET {path} ({accept}) answered {response.status}: {body[:300]!r}"
+        finally:
+            conn.close()
 
 
 def _run_wrk(wrk: str, workdir: Path, server: Server, requests: Sequence[Request], *, connections: int,
