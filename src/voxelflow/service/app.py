@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import json
 import logging
@@ -211,7 +212,7 @@ def create_app(store: str | os.PathLike[str] | VolumeStore, settings: ServiceSet
 
     settings = settings or ServiceSettings()
     if overrides:
-        settings = ServiceSettings(**{**_fields(settings), **overrides})
+        settings = dataclasses.replace(settings, **overrides)
     if not isinstance(store, VolumeStore):
         if not os.path.isdir(store):
             raise StoreError(f"no volume store at {os.fspath(store)!r}")
@@ -251,12 +252,6 @@ def create_app(store: str | os.PathLike[str] | VolumeStore, settings: ServiceSet
 async def _lifespan(app: Any) -> AsyncIterator[None]:
     yield
     app.state.service.scheduler.close()
-
-
-def _fields(settings: ServiceSettings) -> dict[str, Any]:
-    from dataclasses import fields
-
-    return {f.name: getattr(settings, f.name) for f in fields(settings)}
 
 
 async def _health(request: Request) -> Response:

@@ -23,6 +23,7 @@ from ..store import VolumeStore
 from ..store.checked_store import folder_identity
 from ..store.layout import volume_path
 from ..volume import Volume
+from .params import RequestError
 
 __all__ = ["Catalog", "CatalogSnapshot", "InstanceRef", "VolumeEntry", "check_uid"]
 
@@ -35,8 +36,6 @@ _UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 def check_uid(value: str, name: str) -> str:
     """`value` if it is a DICOM UID; else a 400 RequestError naming `name`. Checked before any
     lookup."""
-    from .params import RequestError
-
     if len(value) > 64 or not _UID.fullmatch(value):
         raise RequestError(f"{name} {value[:80]!r} is not a DICOM UID (digits and dots, at most 64 characters)", parameter=name)
     return value
@@ -94,8 +93,6 @@ class CatalogSnapshot:
 
     def volume(self, key: str) -> VolumeEntry:
         """The volume stored under `key`, or the one volume of the series with UID `key`."""
-        from .params import RequestError
-
         entry = self.volumes.get(key)
         if entry is not None:
             return entry
