@@ -302,8 +302,18 @@ class Plane:
         size: Any = None,
     ) -> Plane:
         """The plane through `center` (a point or a Volume, as in :meth:`axial`) with the given
-        normal; `up` (default superior, or anterior when the normal is nearly superior) is the
-        direction shown at the top of the image, projected into the plane.
+        normal.
+
+        With `up` (a direction, projected into the plane) the image shows it at the top, and
+        the normal is kept as given. Without it, the plane is shown as the standard view its
+        normal is nearest to (the largest component of the normal; axial, then coronal, then
+        sagittal on a tie), kept upright as a radiologist reads it: near-axial planes with
+        anterior up and the patient's right on the image's left (seen from the feet),
+        near-coronal planes with the head up seen from the front, near-sagittal planes with the
+        head up seen from the patient's left. For that the normal is turned to the standard
+        view's side (superior, posterior or right) when it points the other way: the plane and
+        a slab centred on it cover the same points either way; :meth:`shifted` follows the
+        turned normal.
 
         Raises
         ------
@@ -316,15 +326,38 @@ class Plane:
             raise RenderError("Plane.oblique: normal must not be the zero vector")
         n = n / length
         if up is None:
-            up_v = np.array([0.0, 0.0, 1.0]) if abs(n[2]) < 0.9 else np.array([0.0, -1.0, 0.0])
-        else:
-            up_v = _vector(up, "up")
+            view = _STANDARD_VIEWS[int(np.argmax(np.abs(n[[2, 1, 0]])))]
+            if n @ view.normal < 0.0:
+                n = -n
+            # the view's column direction (down the image) projected into the plane: never
+            # parallel to n, whose largest component lies along the view's own normal
+            down = view.col - (view.col @ n) * n
+            col = down / np.linalg.norm(down)
+            return cls._standard(np.cross(col, n), col, center, spacing, size)
+        up_v = _vector(up, "up")
         in_plane = up_v - (up_v @ n) * n
         if np.linalg.norm(up_v) == 0.0 or np.linalg.norm(in_plane) < 1e-6 * np.linalg.norm(up_v):
             raise RenderError(f"Plane.oblique: up {list(up_v)} is parallel to the normal {list(n)}")
         col = -in_plane / np.linalg.norm(in_plane)
         row = np.cross(col, n)
         return cls._standard(row, col, center, spacing, size)
+
+
+@dataclass(frozen=True)
+class _StandardView:
+    """A standard view's column direction (down the image) and normal (row x col), LPS."""
+
+    col: np.ndarray
+    normal: np.ndarray
+
+
+# As Plane.axial, Plane.coronal and Plane.sagittal lay them out, in the order the largest
+# component of an oblique normal (z, y, x) selects them.
+_STANDARD_VIEWS = (
+    _StandardView(col=np.array([0.0, 1.0, 0.0]), normal=np.array([0.0, 0.0, 1.0])),
+    _StandardView(col=np.array([0.0, 0.0, -1.0]), normal=np.array([0.0, 1.0, 0.0])),
+    _StandardView(col=np.array([0.0, 0.0, -1.0]), normal=np.array([-1.0, 0.0, 0.0])),
+)
 
 
 def _fit_volume(cls: type[Plane], row: np.ndarray, col: np.ndarray, volume: Any, spacing: Any, size: Any) -> Plane:

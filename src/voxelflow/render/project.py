@@ -22,7 +22,7 @@ interpolation) with a result identical to the sampled one.
 Orientation: the rays travel along ``direction`` (from the viewer into the patient), which is
 the image plane's normal (``row x col`` of :class:`voxelflow.Plane`); the image is the view a
 person at the ray's origin sees, with the patient's superior at the top where possible
-(:meth:`voxelflow.Plane.oblique`). ``direction=(0, 1, 0)`` (rays travel posterior) is the
+(:func:`viewer_up`). ``direction=(0, 1, 0)`` (rays travel posterior) is the
 anterior view: the coronal image seen from the front, the patient's left on the image's right.
 The reductions are symmetric, so a ray traversed the other way gives the same pixel value (up to
 the float rounding of a sum's order); the direction fixes what the image shows, not the values.
@@ -193,6 +193,14 @@ def _spacing_pair(spacing: Any, default: float, what: str) -> tuple[float, float
     return float(arr[0]), float(arr[1])
 
 
+def viewer_up(direction: np.ndarray) -> np.ndarray:
+    """The image's up for rays along `direction`: superior, or anterior within 25 degrees of
+    vertical. Not Plane.oblique's default, which turns a plane to its standard view's side: a
+    projection is what a viewer at the ray's origin sees, so the posterior view must stay the
+    mirror of the anterior one."""
+    return np.array([0.0, 0.0, 1.0]) if abs(direction[2]) < 0.9 else np.array([0.0, -1.0, 0.0])
+
+
 def _size_pair(size: Any, what: str) -> tuple[int, int]:
     arr = np.asarray(size, dtype=np.float64) if not isinstance(size, str) else np.array([np.nan])
     if arr.ndim == 0:
@@ -254,7 +262,7 @@ def project(
     direction : 3 floats, optional
         LPS vector the rays travel along (from the viewer into the patient; normalised), e.g.
         ``(0, 1, 0)`` for the anterior view. Superior is up in the image, or anterior when the
-        direction is within 25 degrees of superior/inferior (:meth:`voxelflow.Plane.oblique`).
+        direction is within 25 degrees of superior/inferior (:func:`viewer_up`).
     azimuth, elevation : float, optional
         The view in degrees instead of `direction` (see :func:`view_direction`: azimuth about
         the superior axis from the anterior view, elevation towards superior); either may be
@@ -290,7 +298,7 @@ def project(
         if azimuth is not None or elevation is not None:
             raise RenderError(f"{what}: give direction or azimuth/elevation, not both")
         d = _unit(direction, "direction", what)
-        up = None
+        up = viewer_up(d)
     else:
         d, up = view_direction(
             0.0 if azimuth is None else azimuth, 0.0 if elevation is None else elevation
