@@ -7,15 +7,15 @@ become a volume is reported with its reason; good series are ingested regardless
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .dicom.series import GeometryPolicy, build_volume, plan_volumes
 from .errors import VoxelflowError
+from .progress import Reporter
 
 __all__ = ["IngestReport", "VolumeResult", "ingest", "convert"]
 
@@ -70,13 +70,14 @@ class IngestReport:
 def _plans(
     sources: Sequence[str | Path],
     policy: GeometryPolicy | None,
-    progress: Callable[[int, int], None] | None,
+    reporter: Reporter | None,
     report: IngestReport,
     index_path: Path | None = None,
 ) -> list[Any]:
     from .dicom.scan import scan
 
     # a saved index lets a re-run over a large tree skip re-parsing unchanged files
+    progress = None if reporter is None else reporter("scanning", "files")
     index = scan([str(s) for s in sources], progress=progress, previous=index_path)
     if index_path is not None:
         index_path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,10 +95,13 @@ def ingest(
     *,
     policy: GeometryPolicy | None = None,
     overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    reporter: Reporter | None = None,
     backend: str | None = None,
 ) -> IngestReport:
     """Ingest DICOM files/folders into `store` (a VolumeStore or a path to one).
+
+    `reporter` (see :mod:`voxelflow.progress`) is given the scan ("scanning", files) and each
+    volume's decode and write ("writing <key>", slices).
 
     Returns
     -------
@@ -113,14 +117,15 @@ def ingest(
         store = VolumeStore(store)
     report = IngestReport()
     index_path = store.path / ".voxelflow" / SCAN_INDEX
-    for plan in _plans(sources, policy, progress, report, index_path):
+    for plan in _plans(sources, policy, reporter, report, index_path):
         if not overwrite and plan.key in store:
             report.volumes.append(_result(plan.key, plan.shape, plan.geometry.affine, plan.meta, "skipped"))
             continue
         try:
             # lazy: the store decodes the slices slab by slab while it compresses the last slab
             volume = build_volume(plan, backend=backend, lazy=True)
-            store.write(plan.key, volume, overwrite=overwrite)
+            progress = None if reporter is None else reporter(f"writing {plan.key}", "slices")
+            store.write(plan.key, volume, overwrite=overwrite, progress=progress)
         except VoxelflowError as exc:
             report.failures.append((plan.key, str(exc)))
             continue
@@ -134,21 +139,28 @@ def convert(
     out_dir: str | Path,
     *,
     policy: GeometryPolicy | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    reporter: Reporter | None = None,
     backend: str | None = None,
 ) -> IngestReport:
-    """Write one NIfTI file per volume into `out_dir` (4-D volumes as 4-D NIfTI), as dcm2niix does."""
+    """Write one NIfTI file per volume into `out_dir` (4-D volumes as 4-D NIfTI), as dcm2niix does.
+
+    `reporter` (see :mod:`voxelflow.progress`) is given the scan and each volume's write."""
     start = time.perf_counter()
     if isinstance(sources, (str, Path)):
         sources = [sources]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = IngestReport()
-    for plan in _plans(sources, policy, progress, report):
+    for plan in _plans(sources, policy, reporter, report):
         try:
-            volume = build_volume(plan, backend=backend)
             name = _nifti_name(plan)
+            progress = None if reporter is None else reporter(f"writing {name}", "volumes")
+            if progress is not None:
+                progress(0, 1)
+            volume = build_volume(plan, backend=backend)
             path = volume.to_nifti(out / name)
+            if progress is not None:
+                progress(1, 1)
         except VoxelflowError as exc:
             report.failures.append((plan.key, str(exc)))
             continue
@@ -168,20 +180,3 @@ def _result(key: str, shape: tuple[int, ...], affine: Any, meta: dict[str, Any],
 
     codes = [f["code"] for f in meta.get("findings", [])]
     return VolumeResult(key, tuple(shape), affine_spacing(affine), codes, status, output)  # type: ignore[arg-type]
-
-
-def progress_bar(stream: Any = sys.stderr) -> Callable[[int, int], None]:
-    """A text progress bar for the scan (redrawn in place on a terminal)."""
-    last = [-1]
-
-    def draw(done: int, total: int) -> None:
-        pct = 100 * done // max(total, 1)
-        if pct == last[0] and done != total:
-            return
-        last[0] = pct
-        filled = pct * 30 // 100
-        end = "\n" if done >= total else ""
-        stream.write(f"\rscanning [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} files{end}")
-        stream.flush()
-
-    return draw

@@ -39,6 +39,7 @@ import numpy as np
 from .. import kernels
 from ..errors import RenderError
 from ..geometry import Plane, rotation_matrix
+from ..progress import Progress
 from ..volume import Volume
 from .limits import RenderLimits, check_count, check_image, resolve
 from .mpr import (
@@ -522,6 +523,7 @@ def rotating_projection(
     level: int | str = "auto",
     backend: str | None = None,
     limits: RenderLimits | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """`n_views` projections of `volume` turning about `axis`: the rotating MIP of a CT
     angiogram or a PET scan.
@@ -558,6 +560,8 @@ def rotating_projection(
         second.
     fps : float
         Frame rate of the animation file.
+    progress : callable, optional
+        ``progress(done, n_views)`` after each view (:mod:`voxelflow.progress`).
 
     Returns
     -------
@@ -635,6 +639,8 @@ def rotating_projection(
         if views is None:
             views = np.empty((n, *image.shape), image.dtype)
             views[0] = image
+        if progress is not None:
+            progress(k + 1, n)
     assert views is not None
     if path is not None:
         from .images import save_animation

@@ -39,6 +39,7 @@ import numpy as np
 from .. import kernels
 from ..errors import ParameterError
 from ..kernels.reference.downsample import DOWNSAMPLE_DTYPES, box_mean, downsampled_shape
+from ..progress import Progress
 from .chunkwise import Region, chunk_regions, for_each_region
 
 __all__ = [
@@ -198,6 +199,7 @@ def write_pyramid(
     *,
     threads: int,
     backend: str | None = None,
+    progress: Progress | None = None,
 ) -> None:
     """Write `source` into ``targets[0]`` and its pyramid into the others, in one pass over it.
 
@@ -223,6 +225,9 @@ def write_pyramid(
         Threads that compress and write chunks.
     backend : str, optional
         Backend of the ``downsample_mean2`` kernel.
+    progress : callable, optional
+        ``progress(done, total)`` in level-0 slices (z times the leading axes) read and
+        handed to the writers; last once every chunk is written.
     """
     from collections import deque
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -250,6 +255,10 @@ def write_pyramid(
             rows[following].add(block, z0, levels[following].step, backend,
                                 lambda z, b: write(following, lead, z, b, started))
 
+    total = int(np.prod(lead_shape, dtype=np.int64)) * rows[0].depth
+    done = 0
+    if progress is not None:
+        progress(0, total)
     try:
         for lead in np.ndindex(lead_shape):
             level0 = rows[0]
@@ -262,9 +271,14 @@ def write_pyramid(
                 while len(pending) > 1:
                     for future in pending.popleft():
                         future.result()
+                done += block.shape[0]
+                if progress is not None and done < total:
+                    progress(done, total)
         while pending:
             for future in pending.popleft():
                 future.result()
+        if progress is not None:
+            progress(total, total)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -27,6 +27,7 @@ from ..errors import (
     VolumeChangedError,
     VolumeNotFoundError,
 )
+from ..progress import Progress, dask_progress
 from ..volume import StoredSource, Volume
 from . import atomic
 from .checked_store import ChunkCheckedStore, folder_identity
@@ -145,6 +146,7 @@ class VolumeStore(Mapping[str, Volume]):
         overwrite: bool = False,
         pyramid: bool = True,
         compressor: str | BytesBytesCodec | None = "blosc",
+        progress: Progress | None = None,
     ) -> WriteResult:
         """Store `volume` under `key`, atomically, with its pyramid and metadata.
 
@@ -180,6 +182,9 @@ class VolumeStore(Mapping[str, Volume]):
         compressor : str, zarr bytes-to-bytes codec or None
             A name from :data:`COMPRESSORS` ("blosc", "blosc-zstd", "zstd", "none"), a zarr
             codec such as ``zarr.codecs.BloscCodec(...)``, or None for no compression.
+        progress : callable, optional
+            ``progress(done, total)`` in level-0 slices (z, times t for 4-D) as they are
+            written (:mod:`voxelflow.progress`).
 
         Returns
         -------
@@ -244,7 +249,7 @@ class VolumeStore(Mapping[str, Volume]):
                     complete=False,
                 )
                 self._write_group(
-                    staging, key, volume, attributes, levels, dtype, chunk_shape, codecs
+                    staging, key, volume, attributes, levels, dtype, chunk_shape, codecs, progress
                 )
                 with atomic.namespace_lock(self.path):
                     state = self._state(key, target)  # unchanged unless edited behind our back
@@ -267,6 +272,7 @@ class VolumeStore(Mapping[str, Volume]):
         dtype: np.dtype,
         chunk_shape: tuple[int, ...],
         codecs: list[BytesBytesCodec] | None,
+        progress: Progress | None,
     ) -> None:
         group = zarr.open_group(LocalStore(folder), mode="w", attributes=attributes)
         axes = axes_names(len(volume.shape))
@@ -287,12 +293,13 @@ class VolumeStore(Mapping[str, Volume]):
         threads = get_num_threads()
         if is_dask(volume.array):
             # dask computes its blocks in parallel itself; the levels then read level 0 back
-            copy_into(volume.array, arrays[0], threads=threads)
+            with dask_progress(progress, int(np.prod(volume.shape[:-2]))):
+                copy_into(volume.array, arrays[0], threads=threads)
             for n in range(1, len(levels)):
                 finer = self._checked_array(folder, key, levels[n - 1].path)
                 build_level(finer, arrays[n], levels[n].step, threads=threads)
         else:
-            write_pyramid(volume.array, arrays, levels, threads=threads)
+            write_pyramid(volume.array, arrays, levels, threads=threads, progress=progress)
         done = dict(attributes["voxelflow"], complete=True)
         group.update_attributes({"voxelflow": done})
 
