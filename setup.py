@@ -5,9 +5,16 @@ parallel (one per core), and each compiled extension is kept in build/ext-cache/
 of its C source, flags, compiler and Python / numpy ABI: a re-install whose sources did not
 change copies them instead of compiling again (pip builds editable installs in a fresh
 temporary folder each time, so build_ext's own up-to-date check never fires).
+
+Cython runs only when a .pyx or .pxd is newer than its C file, or the Cython version or the
+OpenMP setting changed (build/cython-stamp.json): cythonize's own check compares against
+Cython's bundled .pxd files, which each isolated build environment installs anew, so it
+re-translated every file on every install. The extensions use typed memoryviews, not numpy's
+C API, so the build needs no numpy.
 """
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -16,7 +23,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-import numpy as np
+import Cython
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -24,6 +31,7 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).parent
 CSRC = "csrc"
 CACHE = HERE / "build" / "ext-cache"
+STAMP = HERE / "build" / "cython-stamp.json"
 
 
 def _compiler_accepts(flag: str) -> bool:
@@ -52,17 +60,35 @@ def _openmp_flags() -> list[str]:
 OPENMP = _openmp_flags()
 COMPILE = ["/O2"] if sys.platform == "win32" else ["-O3"]
 
-extensions = [
-    Extension(
-        f"voxelflow._native.{pyx.stem}",
-        [str(pyx.relative_to(HERE))],
-        include_dirs=[np.get_include(), CSRC],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=COMPILE + OPENMP,
-        extra_link_args=OPENMP,
-    )
-    for pyx in sorted((HERE / CSRC).glob("*.pyx"))
-]
+PYX = sorted((HERE / CSRC).glob("*.pyx"))
+# what the generated C depends on besides the sources
+TRANSLATION = {"cython": Cython.__version__, "openmp": bool(OPENMP)}
+
+
+def _translated() -> bool:
+    """Whether every .pyx has a C file newer than all the project's Cython sources, made by
+    this Cython with this OpenMP setting."""
+    try:
+        if json.loads(STAMP.read_text()) != TRANSLATION:
+            return False
+        newest = max(p.stat().st_mtime for p in (HERE / CSRC).glob("*.p[yx][xd]"))
+        return all(pyx.with_suffix(".c").stat().st_mtime >= newest for pyx in PYX)
+    except (OSError, ValueError):
+        return False
+
+
+def _extensions(suffix: str) -> list[Extension]:
+    return [
+        Extension(
+            f"voxelflow._native.{pyx.stem}",
+            [str(pyx.with_suffix(suffix).relative_to(HERE))],
+            include_dirs=[CSRC],
+            extra_compile_args=COMPILE + OPENMP,
+            extra_link_args=OPENMP,
+        )
+        for pyx in PYX
+    ]
+
 
 def _cache_key(ext: Extension) -> str:
     digest = hashlib.sha256()
@@ -83,7 +109,6 @@ def _cache_key(ext: Extension) -> str:
         sys.version,
         sysconfig.get_config_var("EXT_SUFFIX"),
         sysconfig.get_platform(),
-        np.__version__,
     ):
         digest.update(repr(part).encode())
     return digest.hexdigest()[:24]
@@ -113,12 +138,15 @@ class CachedBuildExt(build_ext):
         os.replace(partial, cached)  # a reader never sees half a file
 
 
-setup(
-    cmdclass={"build_ext": CachedBuildExt},
-    ext_modules=cythonize(
-        extensions,
+def _ext_modules() -> list[Extension]:
+    if _translated():
+        return _extensions(".c")
+    sys.stdout.write(f"voxelflow: translating {len(PYX)} Cython sources to C\n")
+    modules = cythonize(
+        _extensions(".pyx"),
         nthreads=os.cpu_count() or 1,
         language_level=3,
+        force=True,
         compile_time_env={"HAVE_OPENMP": bool(OPENMP)},
         compiler_directives={
             "boundscheck": False,
@@ -126,5 +154,10 @@ setup(
             "cdivision": True,
             "initializedcheck": False,
         },
-    ),
-)
+    )
+    STAMP.parent.mkdir(parents=True, exist_ok=True)
+    STAMP.write_text(json.dumps(TRANSLATION))
+    return modules
+
+
+setup(cmdclass={"build_ext": CachedBuildExt}, ext_modules=_ext_modules())
