@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"voxelflow {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress output (results and errors are still printed)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="write a phantom CT series, decode it, write a PNG, report timings")
@@ -77,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="DICOM files or folders (searched recursively; non-DICOM files are skipped)")
     convert.add_argument("-o", "--out", required=True, metavar="OUTDIR",
                          help="folder for the NIfTI files (.nii.gz, RAS as NIfTI readers expect; created if missing)")
-    convert.add_argument("--format", choices=("nifti",), default="nifti")
+    convert.add_argument("--format", choices=("nifti",), default="nifti",
+                         help="output format (default nifti: .nii.gz, stored values with the rescale as scl_slope/scl_inter)")
     add_policy(convert)
 
     serve = sub.add_parser(
@@ -103,13 +106,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="renders waiting before requests are answered 503 (default 64)")
     serve.add_argument("--deadline", type=float, default=30.0,
                        help="seconds before a request is answered 504 (default 30)")
-    serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
+                       help="server log detail (default info: one line per request)")
 
     decode = sub.add_parser("decode", help="decode one DICOM file and print its array's shape, dtype and range")
     decode.add_argument("file", help="a DICOM file")
     decode.add_argument("--frames", type=int, nargs="*", help="frame numbers (0-based)")
     decode.add_argument("--backend", help="kernel backend")
     decode.add_argument("-o", "--output", metavar="FILE.npy", help="save the array as .npy")
+    from . import cli_views
+
+    cli_views.add_parsers(sub)  # window, resample, render
     return parser
 
 
@@ -166,12 +173,17 @@ def _run(args: argparse.Namespace) -> int:
         return _info(args)
     if args.command == "serve":
         return _serve(args)
+    from . import cli_views
+
+    if args.command in cli_views.COMMANDS:
+        return cli_views.run(args)
     return EXIT_ERROR
 
 
 def _ingest(args: argparse.Namespace) -> int:
     from .dicom.series import GeometryPolicy
-    from .ingest import convert, ingest, progress_bar
+    from .ingest import convert, ingest
+    from .progress import terminal_reporter
 
     policy = GeometryPolicy(tilt=args.tilt, nonuniform=args.nonuniform, gaps=args.gaps)
     for source in args.sources:
@@ -181,13 +193,13 @@ def _ingest(args: argparse.Namespace) -> int:
     if os.path.exists(target) and not os.path.isdir(target):
         raise FileExistsError(17, "exists and is not a folder", target)
     created = not os.path.exists(target)
-    bar = progress_bar()
+    reporter = terminal_reporter(quiet=args.quiet)
     try:
         if args.command == "ingest":
-            report = ingest(args.sources, args.store, policy=policy, overwrite=args.overwrite, progress=bar)
+            report = ingest(args.sources, args.store, policy=policy, overwrite=args.overwrite, reporter=reporter)
             where = f"store {args.store}"
         else:
-            report = convert(args.sources, args.out, policy=policy, progress=bar)
+            report = convert(args.sources, args.out, policy=policy, reporter=reporter)
             where = f"folder {args.out}"
             for v in report.volumes:
                 print(f"wrote {v.output}")
