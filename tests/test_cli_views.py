@@ -35,6 +35,15 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def run_all(lines: list[list[str | Path]]) -> list[subprocess.CompletedProcess[str]]:
+    """Every command line run, a few at a time: the children mostly start Python and wait on
+    imports, so the tables' cases overlap instead of queueing (same results as one by one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda line: run(*line), lines))
+
+
 def ok(result: subprocess.CompletedProcess[str], output: Path | str) -> None:
     assert result.returncode == 0, result.stderr
     # standard error holds progress lines only (not a terminal: no redraws), never a warning
@@ -184,19 +193,19 @@ def test_window_frame_of_a_multiframe_file_as_jpeg(phantom: Phantom, out: Path) 
 
 # -- resample --------------------------------------------------------------------------------
 
+#: name -> (options, the same as resample's keywords, output suffix)
 RESAMPLE_CASES = {
-    "spacing": (["--spacing", "1.5"], {"spacing": 1.5}),
+    "spacing": (["--spacing", "1.5"], {"spacing": 1.5}, ".npy"),
     "spacing-zyx-cubic": (["--spacing", "2.5,1.4,1.4", "--interp", "cubic", "--no-anti-alias"],
-                          {"spacing": [2.5, 1.4, 1.4], "interp": "cubic", "anti_alias": False}),
+                          {"spacing": [2.5, 1.4, 1.4], "interp": "cubic", "anti_alias": False}, ".nii.gz"),
     "shape-nearest": (["--shape", "12,32,40", "--interp", "nearest"],
-                      {"shape": [12, 32, 40], "interp": "nearest"}),
+                      {"shape": [12, 32, 40], "interp": "nearest"}, ".nii"),
 }
 
 
 @pytest.mark.parametrize("case", RESAMPLE_CASES)
-@pytest.mark.parametrize("suffix", [".npy", ".nii.gz"])
-def test_resample_file_equals_the_api(phantom: Phantom, out: Path, case: str, suffix: str) -> None:
-    args, options = RESAMPLE_CASES[case]
+def test_resample_file_equals_the_api(phantom: Phantom, out: Path, case: str) -> None:
+    args, options, suffix = RESAMPLE_CASES[case]
     target = out / f"resampled{suffix}"
     ok(run("resample", phantom.store, phantom.key, *args, "-o", target), target)
     expected = resample(phantom.volume(), **options)
@@ -303,11 +312,24 @@ def _command(phantom: Phantom, args: list[str], folder: Path) -> list[str | Path
     return line
 
 
+@pytest.fixture(scope="module")
+def rendered(phantom: Phantom, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """case -> (its output folder, the command's result), every case run once."""
+    root = tmp_path_factory.mktemp("rendered")
+    folders, lines = {}, []
+    for case, (args, suffix, _, _) in RENDER_CASES.items():
+        folders[case] = root / case / "out"
+        folders[case].mkdir(parents=True)
+        lines.append(["render", *_command(phantom, args, root / case), "-o", folders[case] / f"view{suffix}"])
+    return dict(zip(RENDER_CASES, zip(folders.values(), run_all(lines))))
+
+
 @pytest.mark.parametrize("case", RENDER_CASES)
-def test_render_equals_the_api(phantom: Phantom, out: Path, tmp_path: Path, case: str) -> None:
+def test_render_equals_the_api(phantom: Phantom, rendered: dict[str, Any], case: str) -> None:
     args, suffix, call, nifti_plane = RENDER_CASES[case]
+    out, result = rendered[case]
     target = out / f"view{suffix}"
-    ok(run("render", *_command(phantom, args, tmp_path), "-o", target), target)
+    ok(result, target)
     volume = phantom.volume()
     expected = call(volume)
     if suffix == ".npy":
@@ -413,24 +435,37 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("args,words", BAD, ids=[" ".join(a[:2] + a[3:]) for a, _ in BAD])
-def test_bad_parameter_fails_with_one_line(phantom: Phantom, tmp_path: Path, args: list[str], words: list[str]) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
+def _bad_line(phantom: Phantom, args: list[str], folder: Path) -> list[str | Path]:
+    """`args` with its placeholders made real under `folder` (outputs go into folder/out)."""
+    out = folder / "out"
+    out.mkdir(parents=True)
     files = {
         "FILE": phantom.ct_file if "--frame" not in args else phantom.enhanced_file,
         "STORE": phantom.store,
-        "MISSING": tmp_path / "missing",
-        "LINE": tmp_path / "line.txt",
-        "POINT": tmp_path / "point.txt",
-        "TEXT": tmp_path / "text.txt",
+        "MISSING": folder / "missing",
+        "LINE": folder / "line.txt",
+        "POINT": folder / "point.txt",
+        "TEXT": folder / "text.txt",
     }
     files["LINE"].write_text("0 -15 -140\n0 -15 -100\n")
     files["POINT"].write_text("0 -15 -140\n")
     files["TEXT"].write_text("from here to there\n")
-    line = [str(files[a]) if a in files else str(out / a) if a.startswith("OUT") else a for a in args]
-    result = run(*line)
-    one_line_error(result, *words)
+    return [files[a] if a in files else out / a if a.startswith("OUT") else a for a in args]
+
+
+@pytest.fixture(scope="module")
+def refused(phantom: Phantom, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Any]]:
+    """(output folder, result) of every BAD case, in order, each run once."""
+    root = tmp_path_factory.mktemp("bad")
+    folders = [root / str(n) for n in range(len(BAD))]
+    lines = [_bad_line(phantom, args, folder) for (args, _), folder in zip(BAD, folders)]
+    return [(folder / "out", result) for folder, result in zip(folders, run_all(lines))]
+
+
+@pytest.mark.parametrize("n", range(len(BAD)), ids=[" ".join(a[:2] + a[3:]) for a, _ in BAD])
+def test_bad_parameter_fails_with_one_line(refused: list[tuple[Path, Any]], n: int) -> None:
+    out, result = refused[n]
+    one_line_error(result, *BAD[n][1])
     assert list(out.iterdir()) == []  # nothing written, not even a temporary
 
 
@@ -463,11 +498,11 @@ def test_a_failure_part_way_leaves_nothing(phantom: Phantom, tmp_path: Path) -> 
     next(p for p in chunks if p.is_file()).unlink()
     out = tmp_path / "out"
     out.mkdir()
-    for line in (
+    lines: list[list[str | Path]] = [
         ["resample", damaged, "--spacing", "2", "-o", out / "new.zarr"],
         ["resample", damaged, "--spacing", "2", "-o", out / "new.nii.gz"],
         ["render", "projection", damaged, "-o", out / "view.png"],
-    ):
-        result = run(*line)
+    ]
+    for result in run_all(lines):
         one_line_error(result, "missing")
-        assert list(out.iterdir()) == [], line
+    assert list(out.iterdir()) == []

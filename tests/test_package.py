@@ -101,7 +101,9 @@ def test_demo(tmp_path):
         # each shows structure
         assert image.shape == (64, 64) and image.min() < 80 and image.max() - image.min() > 100
     assert "1 volume(s), 0 failure(s)" in result.stdout
-    assert "resampled to isotropic spacing" in result.stdout
+    assert "resampled to isotropic spacing" in result.stdout and "computed" in result.stdout
+    # the preset PNGs window the slice the axial MPR shows (Plane.axial: the middle, rounded down)
+    assert "windowed slice 2 " in result.stdout  # 6 slices
     # the rendering step: MPRs and a slab MIP of the stored volume, and a rotating MIP
     for name in ("mpr_axial", "mpr_coronal", "mpr_sagittal", "slab_mip_oblique_20mm"):
         png = tmp_path / f"{name}.png"

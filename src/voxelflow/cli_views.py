@@ -365,8 +365,6 @@ def _option(name: str) -> Iterator[None]:
 
 
 def _numbers(text: str, name: str, counts: tuple[int, ...], what: str) -> list[float]:
-    import math
-
     try:
         values = [float(part) for part in text.split(",")]
     except ValueError:

@@ -98,8 +98,8 @@ def run_demo(*, out: str | None = None, slices: int = 120, size: int = 256) -> i
             spacing = "x".join(f"{s:.3g}" for s in v.spacing)
             return f"{shape} voxels at {spacing} mm"
 
-        print(f"  resampled the stored volume to isotropic spacing (computed, {iso.array.nbytes / 2**20:.1f} MiB) "
-              f"in {t_iso:.2f} s: {grid(stored)} -> {grid(iso)}")
+        print(f"  resampled to isotropic spacing in {t_iso:.2f} s (the stored volume, computed: "
+              f"{iso.array.nbytes / 2**20:.1f} MiB): {grid(stored)} -> {grid(iso)}")
         _render_views(stored, root)
     print(f"done: series in {series_dir}, images in {root}, store in {store_dir}")
     if out is None:
