@@ -39,7 +39,8 @@ PRESET_NAMES = (
 )
 RENDER_INTERPOLATIONS = ("linear", "nearest", "cubic")
 RESAMPLE_INTERPOLATIONS = ("linear", "nearest", "cubic", "lanczos", "majority", "mode")
-_ORIENTATIONS = ("axial", "coronal", "sagittal")
+# each standard orientation and the LPS axis (x, y, z) its --position moves along
+_ORIENTATIONS = {"axial": 2, "coronal": 1, "sagittal": 0}
 _WINDOW_FUNCTIONS = ("linear", "linear-exact", "sigmoid")
 
 _IMAGE = (".png", ".jpg", ".jpeg")
@@ -624,19 +625,18 @@ def _resample(args: argparse.Namespace) -> int:
                 shutil.rmtree(target, ignore_errors=True)
             raise
         print(f"wrote {out_key} in store {target} ({what})")
-    elif suffix == ".npy":
-        with dask_progress(_progress(args, "resampling", "slices"), _slices(result)):
-            values = result.to_numpy()
+        return 0
+    # a file: the lazy result computed once, under the progress display
+    with dask_progress(_progress(args, "resampling", "slices"), _slices(result)):
+        values = result.to_numpy()
+    if suffix == ".npy":
         _save_npy(target, values)
         rescale = result.meta.get("rescale")
         if rescale and result.meta.get("values", "stored") == "stored":
             what += f"; stored values: modality = stored * {rescale['slope']:g} + {rescale['intercept']:g}"
-        _wrote(target, what)
     else:
-        with dask_progress(_progress(args, "resampling", "slices"), _slices(result)):
-            result = Volume(result.to_numpy(), result.affine, result.meta)
-        result.to_nifti(target)
-        _wrote(target, what)
+        Volume(values, result.affine, result.meta).to_nifti(target)
+    _wrote(target, what)
     return 0
 
 
@@ -743,8 +743,7 @@ def _plane(volume: Any, options: dict[str, Any]) -> Any:
         plane = plane.replace(center=options["center"])
     if options["position"] is not None:
         center = list(plane.center)
-        axis = {"axial": 2, "coronal": 1, "sagittal": 0}[options["orientation"] or "axial"]
-        center[axis] = options["position"]  # LPS x, y, z
+        center[_ORIENTATIONS[options["orientation"] or "axial"]] = options["position"]
         plane = plane.replace(center=center)
     return plane
 
