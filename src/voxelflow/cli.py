@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
         "/volumes, the API document at /openapi.json and /docs). Binds 127.0.0.1 by default; any "
         "other address needs --token-file.",
     )
-    serve.add_argument("--store", required=True, metavar="DIR", help="the volume store (read-only)")
+    serve.add_argument("--store", required=True, metavar="DIR",
+                       help="the volume store (read-only, except for series retrieved from --upstream or received by STOW-RS)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8042, help="TCP port (default 8042)")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
@@ -108,15 +109,27 @@ def _parser() -> argparse.ArgumentParser:
                        help="seconds before a request is answered 504 (default 30)")
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                        help="server log detail (default info: one line per request)")
+    serve.add_argument("--upstream", metavar="URL",
+                       help="DICOMweb base URL of an archive (http://host:8042/dicom-web): a study or series "
+                       "the store does not hold is retrieved from it, ingested, then answered")
+    serve.add_argument("--upstream-auth-file", metavar="FILE",
+                       help="file holding the upstream's token (sent as Bearer) or a whole Authorization value")
+    serve.add_argument("--upstream-connect-timeout", type=float, default=5.0, metavar="S",
+                       help="seconds to connect to the upstream (default 5)")
+    serve.add_argument("--upstream-read-timeout", type=float, default=60.0, metavar="S",
+                       help="seconds the upstream may stay silent during an answer (default 60)")
+    serve.add_argument("--receive-idle", type=float, default=10.0, metavar="S",
+                       help="seconds after the last STOW-RS instance of a series before it is ingested (default 10)")
 
     decode = sub.add_parser("decode", help="decode one DICOM file and print its array's shape, dtype and range")
     decode.add_argument("file", help="a DICOM file")
     decode.add_argument("--frames", type=int, nargs="*", help="frame numbers (0-based)")
     decode.add_argument("--backend", help="kernel backend")
     decode.add_argument("-o", "--output", metavar="FILE.npy", help="save the array as .npy")
-    from . import cli_views
+    from . import cli_pacs, cli_views
 
     cli_views.add_parsers(sub)  # window, resample, render
+    cli_pacs.add_parsers(sub)  # pull, listen
     return parser
 
 
@@ -173,10 +186,12 @@ def _run(args: argparse.Namespace) -> int:
         return _info(args)
     if args.command == "serve":
         return _serve(args)
-    from . import cli_views
+    from . import cli_pacs, cli_views
 
     if args.command in cli_views.COMMANDS:
         return cli_views.run(args)
+    if args.command in cli_pacs.COMMANDS:
+        return cli_pacs.run(args)
     return EXIT_ERROR
 
 
@@ -280,6 +295,11 @@ def _serve(args: argparse.Namespace) -> int:
         render_threads=args.render_threads,
         queue_size=args.queue,
         deadline_s=args.deadline,
+        upstream=args.upstream,
+        upstream_auth_file=os.path.abspath(args.upstream_auth_file) if args.upstream_auth_file else None,
+        upstream_connect_timeout_s=args.upstream_connect_timeout,
+        upstream_read_timeout_s=args.upstream_read_timeout,
+        receive_idle_s=args.receive_idle,
     )
     return 0
 

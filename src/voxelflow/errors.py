@@ -23,6 +23,8 @@ __all__ = [
     "MissingChunkError",
     "CorruptChunkError",
     "VolumeChangedError",
+    "InstanceError",
+    "UpstreamError",
     "VoxelflowWarning",
     "DecodeWarning",
 ]
@@ -132,6 +134,30 @@ class RenderError(VoxelflowError, ValueError):
     orthogonal or finite, a size, spacing, slab thickness or sample count that is not positive
     or past the configured limits (:class:`voxelflow.render.RenderLimits`), an unknown mode or
     interpolation. Raised before anything is allocated; the message names the parameter."""
+
+
+class InstanceError(VoxelflowError, ValueError):
+    """A received DICOM instance (STOW-RS, C-STORE, WADO-RS) that cannot be stored: not DICOM,
+    damaged, without pixel data or without its UIDs. ``failure`` is the PS3.4 / PS3.18 failure
+    status the sender is answered with (0xC000 "cannot understand", 0xA900 "data set does not
+    match SOP class", 0x0122 "SOP class not supported"); ``sop_class`` and ``sop_instance`` are
+    its UIDs where they could be read."""
+
+    def __init__(self, reason: str, *, failure: int = 0xC000, sop_class: str | None = None,
+                 sop_instance: str | None = None) -> None:
+        super().__init__(reason)
+        self.failure = failure
+        self.sop_class = sop_class
+        self.sop_instance = sop_instance
+
+
+class UpstreamError(VoxelflowError):
+    """The upstream archive (DICOMweb) refused, failed or timed out. ``status`` is its HTTP
+    status (None: no answer: refused connection, timeout, a broken multipart body)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class VoxelflowWarning(UserWarning):

@@ -44,7 +44,11 @@ def _duration(seconds: float) -> str:
 
 
 class StepBar:
-    """The ``(done, total)`` display of one step: count, rate and time left (or taken)."""
+    """The ``(done, total)`` display of one step: count, rate and time left (or taken).
+
+    A step with a second measure (a retrieval counts instances and bytes) sets ``note``, shown
+    after the count.
+    """
 
     def __init__(self, label: str, unit: str, stream: TextIO, tty: bool) -> None:
         self.label = label
@@ -55,6 +59,7 @@ class StepBar:
         self._last = -1e9
         self._finished = False
         self._width = 0
+        self.note = ""
 
     def __call__(self, done: int, total: int) -> None:
         if self._finished:
@@ -78,7 +83,7 @@ class StepBar:
             self._finished = True  # the stream went away: progress is never worth an error
 
     def _text(self, done: int, total: int, elapsed: float, finished: bool) -> str:
-        count = f"{done}/{total} {self.unit}"
+        count = f"{done}/{total} {self.unit}" + (f" ({self.note})" if self.note else "")
         per_s = done / elapsed if elapsed > 0 else 0.0
         rate = f", {per_s:.0f} {self.unit}/s" if per_s >= 100 else (f", {per_s:.3g} {self.unit}/s" if done > 0 else "")
         if finished:

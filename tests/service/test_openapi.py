@@ -14,7 +14,8 @@ def _routes(app):
     for route in app.routes:
         if isinstance(route, Route):
             path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
-            out[path] = {m.lower() for m in route.methods or ()} - {"head"}
+            # one path may have a route per method (GET searches, POST stores)
+            out.setdefault(path, set()).update({m.lower() for m in route.methods or ()} - {"head"})
     return out
 
 

@@ -25,10 +25,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import StoreError, VolumeNotFoundError, VoxelflowError
+from ..errors import InstanceError, StoreError, UpstreamError, VolumeNotFoundError, VoxelflowError
 from ..store import VolumeStore
+from ..store.layout import BOOKKEEPING
 from .cache import VolumeCache
-from .catalog import Catalog
+from .catalog import Catalog, NotStored
 from .params import RequestError
 from .scheduler import RenderScheduler
 from .settings import ServiceSettings
@@ -66,8 +67,14 @@ def error_response(exc: BaseException) -> Response:
     if isinstance(exc, RequestError):
         headers = {"Retry-After": "1"} if exc.status == 503 else None
         return problem(exc.status, str(exc), parameter=exc.parameter, headers=headers)
+    if isinstance(exc, UpstreamError):
+        if exc.status == 404:
+            return problem(404, str(exc))
+        return problem(502, str(exc) if exc.status is None else f"{exc} (upstream status {exc.status})")
     if isinstance(exc, VolumeNotFoundError):
         return problem(404, str(exc))
+    if isinstance(exc, InstanceError):
+        return problem(400, str(exc))
     if isinstance(exc, StoreError):
         # the request was fine; the stored volume is not (a lost or damaged chunk). The
         # message names files of the server: it goes to the log, not to the client.
@@ -92,7 +99,66 @@ class Service:
         self.catalog = Catalog(store, refresh_s=settings.refresh_s)
         self.cache = VolumeCache(settings.cache_bytes)
         self.scheduler = RenderScheduler(settings.render_threads, settings.queue_size, settings.deadline_s)
+        self.upstream = None
+        if settings.upstream:
+            from .upstream import Upstream, read_auth
 
+            headers = read_auth(settings.upstream_auth_file) if settings.upstream_auth_file else None
+            self.upstream = Upstream(settings.upstream, headers=headers,
+                                     connect_timeout=settings.upstream_connect_timeout_s,
+                                     read_timeout=settings.upstream_read_timeout_s)
+        self._fetches: dict[tuple[str | None, str | None], asyncio.Future[None]] = {}
+        self._receiver: Any = None
+        if (store.path / BOOKKEEPING / "received").is_dir():
+            # series received before a restart and not yet ingested are ingested now
+            self.receiver  # noqa: B018 - made for its side effect
+
+    @property
+    def writable_store(self) -> VolumeStore:
+        """The store opened for writing: retrieved and received series are ingested into it."""
+        return VolumeStore(self.store.path)
+
+    @property
+    def receiver(self) -> Any:
+        """The STOW-RS receiver (staging area and idle-series ingest), made on first use."""
+        if self._receiver is None:
+            from .staging import SeriesCollector, Staging
+
+            staging = Staging(self.writable_store, "received")
+            self._receiver = SeriesCollector(staging, self.settings.receive_idle_s,
+                                             on_ingested=lambda series, result: self.catalog.refresh())
+        return self._receiver
+
+    async def fetch(self, missing: NotStored) -> None:
+        """Retrieve what `missing` names from the upstream and ingest it; concurrent requests
+        for the same study / series wait for one retrieval (other worker processes wait on the
+        series' lock, then find it stored).
+
+        Raises
+        ------
+        VolumeNotFoundError
+            When the upstream does not hold it either. UpstreamError when the upstream fails.
+        """
+        name = (missing.study, missing.series)
+        pending = self._fetches.get(name)
+        if pending is None:
+            pending = asyncio.ensure_future(asyncio.to_thread(self._fetch, missing.study, missing.series))
+            self._fetches[name] = pending
+            pending.add_done_callback(lambda _: self._fetches.pop(name, None))
+        await asyncio.shield(pending)
+
+    def _fetch(self, study: str | None, series: str | None) -> None:
+        from .upstream import fetch_series
+
+        assert self.upstream is not None
+        found = self.upstream.find_series(study=study, series=series)
+        if not found:
+            what = f"series {series}" if series else f"study {study}"
+            raise VolumeNotFoundError(f"{what} is neither in the store nor upstream")
+        store = self.writable_store
+        for st, se in found:
+            fetch_series(self.upstream, store, st, se)
+        self.catalog.refresh()
     async def run(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, str]:
         """`fn(*args)` on a render thread; returns its result and a ``Server-Timing`` value
         (time waiting for a thread, time rendering and encoding, in ms) for the answer."""
@@ -174,11 +240,21 @@ class _Errors:
 
 
 def handler(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """A route whose errors are answered by :func:`error_response`."""
+    """A route whose errors are answered by :func:`error_response`; a study or series the
+    store does not hold is first retrieved from the upstream, if there is one."""
 
     async def wrapped(request: Request) -> Response:
         try:
             return await fn(request)
+        except NotStored as missing:
+            service: Service = request.app.state.service
+            if service.upstream is None:
+                return error_response(missing)
+            try:
+                await service.fetch(missing)
+                return await fn(request)
+            except Exception as exc:
+                return error_response(exc)
         except Exception as exc:
             return error_response(exc)
 
@@ -208,7 +284,7 @@ def create_app(store: str | os.PathLike[str] | VolumeStore, settings: ServiceSet
     StoreError
         If `store` is not a readable volume store.
     """
-    from . import dicomweb, docs, volumes
+    from . import dicomweb, docs, stow, volumes
 
     settings = settings or ServiceSettings()
     if overrides:
@@ -221,6 +297,7 @@ def create_app(store: str | os.PathLike[str] | VolumeStore, settings: ServiceSet
 
     routes = [
         *dicomweb.routes(),
+        *stow.routes(),
         *volumes.routes(),
         *docs.routes(),
         Route("/healthz", handler(_health), methods=["GET"]),
@@ -251,7 +328,12 @@ def create_app(store: str | os.PathLike[str] | VolumeStore, settings: ServiceSet
 @contextlib.asynccontextmanager
 async def _lifespan(app: Any) -> AsyncIterator[None]:
     yield
-    app.state.service.scheduler.close()
+    service = app.state.service
+    service.scheduler.close()
+    if service._receiver is not None:
+        service._receiver.close()
+    if service.upstream is not None:
+        service.upstream.close()
 
 
 async def _health(request: Request) -> Response:

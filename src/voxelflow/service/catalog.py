@@ -25,7 +25,7 @@ from ..store.layout import volume_path
 from ..volume import Volume
 from .params import RequestError
 
-__all__ = ["Catalog", "CatalogSnapshot", "InstanceRef", "VolumeEntry", "check_uid"]
+__all__ = ["Catalog", "CatalogSnapshot", "InstanceRef", "NotStored", "VolumeEntry", "check_uid"]
 
 log = logging.getLogger("voxelflow.service")
 
@@ -39,6 +39,16 @@ def check_uid(value: str, name: str) -> str:
     if len(value) > 64 or not _UID.fullmatch(value):
         raise RequestError(f"{name} {value[:80]!r} is not a DICOM UID (digits and dots, at most 64 characters)", parameter=name)
     return value
+
+
+class NotStored(VolumeNotFoundError):
+    """A study or series the store does not hold at all (an upstream archive may): `study`
+    and `series` are the UIDs asked for (either may be None)."""
+
+    def __init__(self, message: str, *, study: str | None = None, series: str | None = None) -> None:
+        super().__init__(message)
+        self.study = study
+        self.series = series
 
 
 @dataclass(frozen=True)
@@ -105,19 +115,25 @@ class CatalogSnapshot:
                 parameter="key",
             )
         shown = key if len(key) <= 200 else key[:200] + "..."
+        if len(key) <= 64 and _UID.fullmatch(key):
+            raise NotStored(f"no volume or series {shown!r} in the store", series=key)
         raise VolumeNotFoundError(f"no volume or series {shown!r} in the store")
 
     def study_series(self, study: str) -> tuple[str, ...]:
         found = self.studies.get(check_uid(study, "study"))
         if found is None:
-            raise VolumeNotFoundError(f"study {study} is not in the store")
+            raise NotStored(f"study {study} is not in the store", study=study)
         return found
 
     def series_in_study(self, study: str, series: str) -> tuple[VolumeEntry, ...]:
         """The volumes of `series`, which must belong to `study`."""
         check_uid(series, "series")
-        if series not in self.study_series(study):
-            raise VolumeNotFoundError(f"series {series} is not in study {study}")
+        try:
+            held = self.study_series(study)
+        except NotStored as exc:
+            raise NotStored(str(exc), study=study, series=series) from None
+        if series not in held:
+            raise NotStored(f"series {series} is not in study {study}", study=study, series=series)
         return tuple(self.volumes[k] for k in self.series[series])
 
     def instance(self, study: str, series: str, sop: str) -> tuple[VolumeEntry, InstanceRef]:

@@ -79,6 +79,10 @@ ENDPOINTS: list[tuple[str, str, str, list[str], list[str]]] = [
     ("get", "/volumes/{key}/spin", "A rotating projection, animated", ["n", "axis", "mode", "size", "spacing", "interp", "window", "preset", "fps", "accept"], ["image/gif", "image/apng"]),
     ("post", "/volumes/{key}/curved", "Curved MPR along a centerline. JSON body: centerline [[x,y,z],...] mm, width mm, mode straightened|stretched, spacing, up, slab, slab_mode, interp, window, preset",
      ["quality", "accept"], _MEDIA_VIEW),
+    ("post", "/dicom-web/studies", "STOW-RS: store instances (body multipart/related; type=\"application/dicom\"). "
+     "200 all stored, 202 some failed, 409 none stored; the body lists them (Referenced / Failed SOP Sequence). "
+     "Each series is ingested once no instance of it arrived for receive_idle_s", [], ["application/dicom+json"]),
+    ("post", _ST, "STOW-RS into one study: instances of another study fail (0xA900)", [], ["application/dicom+json"]),
 ]
 
 _PATH_DOC = {
@@ -93,7 +97,9 @@ _ERRORS = {
     "400": "A bad parameter or a request past a limit: `detail` says which and why, and `parameter` names the query parameter where one is at fault",
     "401": "No bearer token (when the server has one)",
     "403": "A wrong bearer token",
-    "404": "Unknown study, series, instance or volume",
+    "404": "Unknown study, series, instance or volume (in the store, and upstream when the server has one)",
+    "415": "A request body of another media type (STOW-RS takes multipart/related of application/dicom)",
+    "502": "The upstream archive failed, refused or timed out while retrieving a series the store did not hold",
     "406": "No acceptable media type",
     "503": "Busy: retry after the Retry-After header's seconds",
     "504": "The render did not finish within the deadline",

@@ -91,6 +91,12 @@ def serve(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ParameterError(f"--workers must be a positive integer, got {workers!r}")
     checked = ServiceSettings(cors_origins=tuple(cors), **settings)  # fail here, not in a worker
+    if checked.upstream:
+        from .upstream import Upstream, read_auth
+
+        if checked.upstream_auth_file:
+            read_auth(checked.upstream_auth_file)
+        Upstream(checked.upstream).close()
     os.environ[_ENV_STORE] = os.path.abspath(store)
     os.environ[_ENV_SETTINGS] = checked.to_json()
     if token_file:

@@ -57,6 +57,19 @@ class ServiceSettings:
         Seconds between checks of the store for added, replaced or deleted volumes.
     jpeg_quality : int
         JPEG quality when a request gives none (1..100; above 95 is taken as 95).
+    upstream : str or None
+        DICOMweb base URL of an archive: a study or series the store does not hold is looked
+        up there (QIDO-RS), retrieved (WADO-RS), ingested, then answered. None: the store only.
+    upstream_auth_file : str or None
+        File holding the upstream's token or ``Authorization`` value (read by each worker).
+    upstream_connect_timeout_s, upstream_read_timeout_s : float
+        Seconds to connect to the upstream, and between two reads of its answer.
+    max_stow_bytes : int
+        Bytes of one STOW-RS request body (413 past it); the body streams to disk, never to
+        memory.
+    receive_idle_s : float
+        Seconds after the last instance of a series received by STOW-RS before the series is
+        ingested.
     """
 
     token: str | None = None
@@ -75,6 +88,12 @@ class ServiceSettings:
     thumbnail_size: int = 128
     refresh_s: float = 2.0
     jpeg_quality: int = 90
+    upstream: str | None = None
+    upstream_auth_file: str | None = None
+    upstream_connect_timeout_s: float = 5.0
+    upstream_read_timeout_s: float = 60.0
+    max_stow_bytes: int = 4 << 30
+    receive_idle_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.render_threads == 0:
@@ -89,7 +108,10 @@ class ServiceSettings:
                 if not all(isinstance(o, str) and o for o in origins):
                     raise ParameterError(f"ServiceSettings: cors_origins must be strings, got {value!r}")
                 object.__setattr__(self, f.name, origins)
-            elif f.name in ("deadline_s", "refresh_s"):
+            elif f.name in ("upstream", "upstream_auth_file"):
+                if value is not None and (not isinstance(value, str) or not value.strip()):
+                    raise ParameterError(f"ServiceSettings: {f.name} must be a non-empty string or None")
+            elif f.name.endswith("_s"):
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     math.isfinite(value) and value > 0
                 ):

@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - Windows: locks are process-local
 
 __all__ = [
     "discard",
+    "file_lock",
     "key_lock",
     "namespace_lock",
     "new_staging",
@@ -48,7 +49,7 @@ _PROCESS_LOCKS_GUARD = threading.Lock()
 
 
 @contextmanager
-def _file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
     """Hold an exclusive lock on `path` (created if missing) across threads and processes.
 
     Yields whether the lock is held (always True when `blocking`). ``flock`` locks belong to
@@ -92,7 +93,7 @@ def _staging_dir(root: Path) -> Path:
 
 def key_lock(root: Path, key: str) -> AbstractContextManager[bool]:
     """Exclusive lock on one key of the store at `root`: held for a whole write or delete."""
-    return _file_lock(_locks_dir(root) / f"{key_digest(key)}.lock")
+    return file_lock(_locks_dir(root) / f"{key_digest(key)}.lock")
 
 
 def namespace_lock(root: Path) -> AbstractContextManager[bool]:
@@ -101,7 +102,7 @@ def namespace_lock(root: Path) -> AbstractContextManager[bool]:
     Without it, writing ``"a"`` and ``"a/b"`` at once could nest one volume inside the other.
     Always taken after a key lock, never before, so the two cannot deadlock.
     """
-    return _file_lock(_locks_dir(root) / "namespace.lock")
+    return file_lock(_locks_dir(root) / "namespace.lock")
 
 
 def new_staging(root: Path, key: str) -> Path:
@@ -135,7 +136,7 @@ def remove_abandoned(root: Path) -> int:
     removed = 0
     for entry in sorted(_staging_dir(root).iterdir()):
         digest = entry.name.split(".", 1)[0]
-        with _file_lock(_locks_dir(root) / f"{digest}.lock", blocking=False) as acquired:
+        with file_lock(_locks_dir(root) / f"{digest}.lock", blocking=False) as acquired:
             if acquired and entry.exists():
                 discard(entry)
                 removed += 1

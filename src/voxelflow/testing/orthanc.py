@@ -370,6 +370,7 @@ def run_orthanc(
     aet: str = "ORTHANC",
     modalities: Mapping[str, Sequence[Any] | Mapping[str, Any]] | None = None,
     dicomweb: bool = True,
+    lua: str | None = None,
     start_timeout: float = 60.0,
     stop_timeout: float = 20.0,
 ) -> Iterator[OrthancServer]:
@@ -390,6 +391,9 @@ def run_orthanc(
         must be loopback addresses.
     dicomweb : bool
         Load the DICOMweb plugin under ``/dicom-web/``.
+    lua : str, optional
+        A Lua script Orthanc runs (its callbacks, e.g. ``IncomingHttpRequestFilter``, see the
+        Orthanc book); written to ``workdir/script.lua``.
     start_timeout : float
         Seconds to wait for ``GET /system`` to answer.
     stop_timeout : float
@@ -417,6 +421,9 @@ def run_orthanc(
         raise OrthancError(f"http_port and dicom_port are both {http_port}")
     name = f"voxelflow-test-{uuid.uuid4().hex[:12]}"
     config = _config(root, name, http_port, dicom_port, aet, modalities, dicomweb)
+    if lua is not None:
+        (root / "script.lua").write_text(lua)
+        config["LuaScripts"] = [str(root / "script.lua")]
     config_path = root / "orthanc.json"
     config_path.write_text(json.dumps(config, indent=2))
     log_path = root / "orthanc.log"

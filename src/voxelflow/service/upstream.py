@@ -1,0 +1,275 @@
+"""An upstream DICOMweb archive (Orthanc, dcm4chee, a cloud PACS) as the source of series.
+
+:class:`Upstream` finds series (QIDO-RS) and retrieves them (WADO-RS, multipart/related, in
+their stored transfer syntax) into a :class:`~voxelflow.service.staging.Staging` area, one
+instance file at a time as the answer streams. :func:`fetch_series` is the one retrieval the
+service (``serve --upstream``) and the CLI (``voxelflow pull``) share: under the series' lock,
+so concurrent requests for one series (threads or worker processes) make one retrieval; only
+a complete series is ingested, so a half-retrieved one is never visible in the store; what a
+stopped pull fetched stays staged and is not fetched again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import InstanceError, ParameterError, UpstreamError
+from ..ingest import IngestReport
+from ..progress import Reporter
+from ..store import VolumeStore
+from .catalog import check_uid
+from .multipart import MultipartError, MultipartParser, boundary_of, media_type
+from .staging import Staging, stored_series
+
+__all__ = ["FetchResult", "Upstream", "fetch_series", "read_auth"]
+
+log = logging.getLogger("voxelflow.service")
+
+#: The stored transfer syntax, whatever it is: no transcoding by the archive.
+_ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+_CHUNK = 1 << 20
+
+
+def read_auth(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``Authorization`` header for the upstream, from a file: a bare token (sent as
+    ``Bearer <token>``) or a whole header value (``Basic ...``, ``Bearer ...``)."""
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ParameterError(f"--upstream-auth-file {os.fspath(path)!r}: {exc.strerror or exc}") from None
+    if not text or "\n" in text:
+        raise ParameterError(f"--upstream-auth-file {os.fspath(path)!r}: expected one line (a token or an Authorization value)")
+    scheme = text.split(" ", 1)[0].lower()
+    return {"Authorization": text if scheme in ("bearer", "basic") and " " in text else f"Bearer {text}"}
+
+
+@dataclass
+class FetchResult:
+    """One series retrieved and ingested (or found already stored)."""
+
+    study: str
+    series: str
+    instances: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    keys: list[str] = field(default_factory=list)
+    report: IngestReport | None = None
+    retrieved: bool = True
+
+
+def _uid_value(item: Mapping[str, Any], tag: str) -> str | None:
+    values = (item.get(tag) or {}).get("Value") or []
+    return str(values[0]) if values else None
+
+
+class Upstream:
+    """A DICOMweb base URL (``http://host:8042/dicom-web``) with its settings.
+
+    Parameters
+    ----------
+    url : str
+        The base URL (``http`` or ``https``).
+    headers : mapping, optional
+        Sent with every request (an ``Authorization`` header, see :func:`read_auth`).
+    connect_timeout, read_timeout : float
+        Seconds to connect, and between two reads of an answer.
+    """
+
+    def __init__(self, url: str, *, headers: Mapping[str, str] | None = None, connect_timeout: float = 5.0,
+                 read_timeout: float = 60.0) -> None:
+        import httpx
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ParameterError(f"upstream {url!r}: expected an http(s) DICOMweb base URL")
+        for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ParameterError(f"upstream {name} must be a positive number of seconds, got {value!r}")
+        self.url = url.rstrip("/")
+        self._client = httpx.Client(
+            headers=dict(headers or {}),
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            follow_redirects=False,
+        )
+        self._httpx = httpx
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Upstream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _failed(self, what: str, exc: Exception) -> UpstreamError:
+        kind = "timed out" if isinstance(exc, self._httpx.TimeoutException) else "failed"
+        return UpstreamError(f"upstream {what} {kind}: {type(exc).__name__}: {exc}")
+
+    def _json(self, path: str, params: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        try:
+            answer = self._client.get(self.url + path, params=params, headers={"Accept": "application/dicom+json"})
+        except self._httpx.HTTPError as exc:
+            raise self._failed(f"QIDO-RS {path}", exc) from None
+        if answer.status_code == 204:
+            return []
+        if answer.status_code != 200:
+            raise UpstreamError(f"upstream QIDO-RS {path} answered {answer.status_code}", status=answer.status_code)
+        try:
+            found = answer.json()
+        except ValueError:
+            raise UpstreamError(f"upstream QIDO-RS {path} answered something that is not JSON") from None
+        if not isinstance(found, list) or not all(isinstance(i, dict) for i in found):
+            raise UpstreamError(f"upstream QIDO-RS {path} answered JSON that is not a list of data sets")
+        return found
+
+    def find_series(self, *, study: str | None = None, series: str | None = None) -> list[tuple[str, str]]:
+        """``(study UID, series UID)`` of the series the upstream holds: those of `study`, or
+        the one with UID `series` (in `study` if given)."""
+        if study is None and series is None:
+            raise ParameterError("find_series needs a study or a series UID")
+        params = {"SeriesInstanceUID": check_uid(series, "series")} if series else {}
+        path = f"/studies/{check_uid(study, 'study')}/series" if study else "/series"
+        params["includefield"] = "0020000D"
+        found = []
+        for item in self._json(path, params):
+            st, se = _uid_value(item, "0020000D") or study, _uid_value(item, "0020000E")
+            if st and se and (series is None or se == series):
+                found.append((st, se))
+        return found
+
+    def instances(self, study: str, series: str) -> list[str]:
+        """SOP Instance UIDs of the series (QIDO-RS)."""
+        found = self._json(f"/studies/{check_uid(study, 'study')}/series/{check_uid(series, 'series')}/instances",
+                           {"includefield": "00080018"})
+        return [sop for item in found if (sop := _uid_value(item, "00080018"))]
+
+    def retrieve(self, path: str, staging: Staging, series: str, on_instance: Any = None) -> tuple[int, int]:
+        """Stream the WADO-RS multipart answer at `path` into `staging`, each part to its own
+        file (checked, synced, named by its SOP Instance UID); returns (instances, bytes).
+
+        Raises
+        ------
+        UpstreamError
+            On a refused request, a timeout, a broken answer, or an instance that is not of
+            `series` or not a DICOM image (nothing of it is kept).
+        """
+        count = size = 0
+        tmp: Path | None = None
+        out = None
+        try:
+            with self._client.stream("GET", self.url + path, headers={"Accept": _ACCEPT_DICOM}) as answer:
+                if answer.status_code != 200:
+                    raise UpstreamError(f"upstream WADO-RS {path} answered {answer.status_code}", status=answer.status_code)
+                parser = MultipartParser(boundary_of(answer.headers.get("content-type", "")))
+                for chunk in answer.iter_raw(_CHUNK):
+                    size += len(chunk)
+                    for event, value in parser.feed(chunk):
+                        if event == "part":
+                            kind = media_type(value.get("content-type", "application/dicom"))
+                            if kind != "application/dicom":
+                                raise UpstreamError(f"upstream WADO-RS {path}: a part is {kind}, not application/dicom")
+                            tmp = staging.new_file()
+                            out = open(tmp, "wb")  # noqa: SIM115 - closed at the part's end
+                        elif event == "data":
+                            out.write(value)
+                        else:
+                            out.close()
+                            out = None
+                            staged = staging.stage_file(tmp, expect_series=series)
+                            tmp = None
+                            count += 1
+                            if on_instance is not None:
+                                on_instance(staged, size)
+                parser.close()
+        except self._httpx.HTTPError as exc:
+            raise self._failed(f"WADO-RS {path}", exc) from None
+        except (MultipartError, InstanceError) as exc:
+            raise UpstreamError(f"upstream WADO-RS {path}: {exc}") from None
+        finally:
+            if out is not None:
+                out.close()
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+        return count, size
+
+
+def fetch_series(
+    upstream: Upstream,
+    store: VolumeStore,
+    study: str,
+    series: str,
+    *,
+    reporter: Reporter | None = None,
+) -> FetchResult:
+    """Retrieve `series` of `study` from `upstream` and ingest it into `store`, unless the
+    store holds it already.
+
+    Instances staged by an earlier, interrupted retrieval are kept and not fetched again. The
+    series is ingested only once every instance the upstream lists is staged; then its staged
+    files are removed.
+
+    Raises
+    ------
+    UpstreamError
+        When the upstream fails or the retrieval is incomplete (what was fetched stays staged).
+    StoreError
+        When no volume could be ingested from the series.
+    """
+    check_uid(study, "study")
+    check_uid(series, "series")
+    staging = Staging(store, "pulls", durable=False)
+    result = FetchResult(study, series)
+    with staging.lock(series):
+        keys = stored_series(store, series)
+        if keys:  # another request or process fetched it while this one waited for the lock
+            result.keys, result.retrieved = keys, False
+            return result
+        started = time.perf_counter()
+        wanted = upstream.instances(study, series)
+        if not wanted:
+            raise UpstreamError(f"upstream has no instance of series {series} in study {study}", status=404)
+        have = staging.sops(series)
+        missing = [sop for sop in wanted if sop not in have]
+        progress = None if reporter is None else reporter(f"retrieving {series}", "instances")
+        done = len(wanted) - len(missing)
+
+        def on_instance(staged: Any, size: int) -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                if hasattr(progress, "note"):
+                    progress.note = f"{(result.bytes + size) / 1e6:.1f} MB"
+                progress(min(done, len(wanted)), len(wanted))
+
+        base = f"/studies/{study}/series/{series}"
+        if len(missing) * 2 >= len(wanted):  # most of it: one request for the whole series
+            result.instances, result.bytes = upstream.retrieve(base, staging, series, on_instance)
+        else:  # resuming: only what is missing, one instance at a time
+            for sop in missing:
+                n, size = upstream.retrieve(f"{base}/instances/{sop}", staging, series, on_instance)
+                result.instances += n
+                result.bytes += size
+        lacking = set(wanted) - staging.sops(series)
+        if lacking:
+            raise UpstreamError(f"upstream gave {len(wanted) - len(lacking)} of the {len(wanted)} instances of series "
+                                f"{series}; {len(lacking)} missing (e.g. {min(lacking)})")
+        if progress is not None:
+            progress(len(wanted), len(wanted))
+        fetched = time.perf_counter()
+        result.report = staging.ingest(series)
+        ingested = time.perf_counter()
+        staging.discard(series)
+        result.keys = stored_series(store, series)
+        result.seconds = time.perf_counter() - started
+        log.info("upstream: series %s retrieved (%d instances, %.1f MB) in %.2f s, ingested in %.2f s, staging "
+                 "removed in %.2f s", series, result.instances, result.bytes / 1e6, fetched - started,
+                 ingested - fetched, time.perf_counter() - ingested)
+        return result
