@@ -118,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="seconds to connect to the upstream (default 5)")
     serve.add_argument("--upstream-read-timeout", type=float, default=60.0, metavar="S",
                        help="seconds the upstream may stay silent during an answer (default 60)")
+    serve.add_argument("--cache-size", type=int, default=0, metavar="BYTES",
+                       help="bytes on disk the series retrieved from --upstream may hold; past it the least "
+                       "recently used are removed (never one being read; retrieved again on demand). Default 0: no bound")
     serve.add_argument("--receive-idle", type=float, default=10.0, metavar="S",
                        help="seconds after the last STOW-RS instance of a series before it is ingested (default 10)")
 
@@ -300,6 +303,7 @@ def _serve(args: argparse.Namespace) -> int:
         upstream_connect_timeout_s=args.upstream_connect_timeout,
         upstream_read_timeout_s=args.upstream_read_timeout,
         receive_idle_s=args.receive_idle,
+        cache_size=args.cache_size,
     )
     return 0
 

@@ -254,3 +254,53 @@ def test_pull_cli_errors_are_one_line(archive, tmp_path, capsys):
     assert "not a DICOM UID" in capsys.readouterr().err
     assert main(["pull", "ftp://x", "--study", unknown, "--store", str(tmp_path / "s")]) == 2
     assert "http(s)" in capsys.readouterr().err
+
+
+def test_cache_size_evicts_the_least_recently_used_never_one_being_read(archive, tmp_path):
+    from voxelflow.service.disk_cache import DiskCache
+
+    names = ("ct", "mr", "big")
+    infos = [archive.series[n] for n in names]
+    # each series' size on disk, as the cache counts it
+    sizes = {n: DiskCache(archive.local(n), 1).series_bytes(archive.series[n].series_uid) for n in names}
+    budget = sizes["ct"] + sizes["big"] + sizes["mr"] // 2  # all three never fit; ct + big do
+    client = _client(tmp_path / "store", archive, cache_size=budget)
+    cache = client.app.state.service.disk_cache
+
+    def render(info):
+        got = client.get(f"/volumes/{info.series_uid}/mpr?orientation=axial", headers=PNG)
+        assert got.status_code == 200, got.text
+
+    def held():
+        return {k.split("/")[0] for k in VolumeStore(tmp_path / "store", read_only=True).keys()}
+
+    try:
+        render(infos[0])
+        render(infos[1])
+        time.sleep(1.1)  # past the per-process throttle of last-use updates
+        render(infos[0])  # ct is now used more recently than mr
+        render(infos[2])  # over the bound: mr leaves, the least recently used
+        assert held() == {infos[0].series_uid, infos[2].series_uid}
+        # a series being read (by a request of any worker: the shared lock) is never removed
+        with cache.reading(infos[0].series_uid):
+            render(infos[1])  # over again: ct is the least recently used, but held; big goes
+        assert held() == {infos[0].series_uid, infos[1].series_uid}
+        # once free, the least recently used goes first
+        render(infos[2])
+        assert held() == {infos[1].series_uid, infos[2].series_uid}
+    finally:
+        client.close()
+
+
+def test_cache_size_never_removes_volumes_not_retrieved(archive, tmp_path):
+    store = tmp_path / "store"
+    ingest(archive.root / "dicom" / "mr", VolumeStore(store))  # local: no other copy here
+    local_keys = VolumeStore(store, read_only=True).keys()
+    client = _client(store, archive, cache_size=1)
+    try:
+        got = client.get(f"/volumes/{archive.series['ct'].series_uid}/mpr?orientation=axial", headers=PNG)
+        assert got.status_code == 200, got.text
+    finally:
+        client.close()
+    keys = VolumeStore(store, read_only=True).keys()
+    assert set(local_keys) < set(keys)  # the retrieved one is kept too: it is being answered

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -29,7 +29,7 @@ from ..errors import InstanceError, StoreError, UpstreamError, VolumeNotFoundErr
 from ..store import VolumeStore
 from ..store.layout import BOOKKEEPING
 from .cache import VolumeCache
-from .catalog import Catalog, NotStored
+from .catalog import LOOKUP, Catalog, NotStored
 from .params import RequestError
 from .scheduler import RenderScheduler
 from .settings import ServiceSettings
@@ -107,6 +107,11 @@ class Service:
             self.upstream = Upstream(settings.upstream, headers=headers,
                                      connect_timeout=settings.upstream_connect_timeout_s,
                                      read_timeout=settings.upstream_read_timeout_s)
+        self.disk_cache = None
+        if self.upstream is not None and settings.cache_size:
+            from .disk_cache import DiskCache
+
+            self.disk_cache = DiskCache(self.writable_store, settings.cache_size)
         self._fetches: dict[tuple[str | None, str | None], asyncio.Future[None]] = {}
         self._receiver: Any = None
         if (store.path / BOOKKEEPING / "received").is_dir():
@@ -157,8 +162,33 @@ class Service:
             raise VolumeNotFoundError(f"{what} is neither in the store nor upstream")
         store = self.writable_store
         for st, se in found:
-            fetch_series(self.upstream, store, st, se)
+            if fetch_series(self.upstream, store, st, se).retrieved and self.disk_cache is not None:
+                self.disk_cache.retrieved(se)
+        if self.disk_cache is not None:
+            self.disk_cache.evict(keep=frozenset(se for _, se in found))
         self.catalog.refresh()
+
+    @contextlib.contextmanager
+    def request_scope(self) -> Iterator[None]:
+        """Around one request: the retrieved series it resolves are held against removal
+        (:mod:`~voxelflow.service.disk_cache`) until it has answered."""
+        if self.disk_cache is None:
+            yield
+            return
+        cache = self.disk_cache
+        held: set[str] = set()
+        with contextlib.ExitStack() as stack:
+
+            def hold(series: str) -> None:
+                if series not in held:
+                    held.add(series)
+                    stack.enter_context(cache.reading(series))
+
+            token = LOOKUP.set(hold)
+            try:
+                yield
+            finally:
+                LOOKUP.reset(token)
     async def run(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, str]:
         """`fn(*args)` on a render thread; returns its result and a ``Server-Timing`` value
         (time waiting for a thread, time rendering and encoding, in ms) for the answer."""
@@ -244,10 +274,14 @@ def handler(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request],
     store does not hold is first retrieved from the upstream, if there is one."""
 
     async def wrapped(request: Request) -> Response:
+        service: Service = request.app.state.service
+        with service.request_scope():
+            return await _answer(request, service)
+
+    async def _answer(request: Request, service: Service) -> Response:
         try:
             return await fn(request)
         except NotStored as missing:
-            service: Service = request.app.state.service
             if service.upstream is None:
                 return error_response(missing)
             try:

@@ -14,7 +14,8 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,19 @@ from .params import RequestError
 __all__ = ["Catalog", "CatalogSnapshot", "InstanceRef", "NotStored", "VolumeEntry", "check_uid"]
 
 log = logging.getLogger("voxelflow.service")
+
+#: Called with the series UID of each volume a request resolves (the app sets it per request,
+#: to hold the series against removal while the request reads it).
+LOOKUP: ContextVar[Callable[[str], None] | None] = ContextVar("voxelflow_catalog_lookup", default=None)
+
+
+def _looked_up(entries: Iterable[VolumeEntry]) -> None:
+    note = LOOKUP.get()
+    if note is not None:
+        for entry in entries:
+            if entry.series:
+                note(entry.series)
+
 
 # PS3.5 9.1: components of digits without leading zeros, separated by dots, 64 characters at most
 _UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
@@ -104,11 +118,12 @@ class CatalogSnapshot:
     def volume(self, key: str) -> VolumeEntry:
         """The volume stored under `key`, or the one volume of the series with UID `key`."""
         entry = self.volumes.get(key)
+        if entry is None and len(self.series.get(key, ())) == 1:
+            entry = self.volumes[self.series[key][0]]
         if entry is not None:
+            _looked_up([entry])
             return entry
         keys = self.series.get(key, ())
-        if len(keys) == 1:
-            return self.volumes[keys[0]]
         if keys:
             raise RequestError(
                 f"key: series {key} is stored as {len(keys)} volumes; name one: {', '.join(keys)}",
@@ -134,7 +149,9 @@ class CatalogSnapshot:
             raise NotStored(str(exc), study=study, series=series) from None
         if series not in held:
             raise NotStored(f"series {series} is not in study {study}", study=study, series=series)
-        return tuple(self.volumes[k] for k in self.series[series])
+        entries = tuple(self.volumes[k] for k in self.series[series])
+        _looked_up(entries)
+        return entries
 
     def instance(self, study: str, series: str, sop: str) -> tuple[VolumeEntry, InstanceRef]:
         self.series_in_study(study, series)

@@ -64,6 +64,10 @@ class ServiceSettings:
         File holding the upstream's token or ``Authorization`` value (read by each worker).
     upstream_connect_timeout_s, upstream_read_timeout_s : float
         Seconds to connect to the upstream, and between two reads of its answer.
+    cache_size : int
+        Bytes on disk the series retrieved from the upstream may hold; past it, the least
+        recently used are removed from the store (never one being read; retrieved again when
+        asked for). 0: no bound. Volumes ingested otherwise are never removed.
     max_stow_bytes : int
         Bytes of one STOW-RS request body (413 past it); the body streams to disk, never to
         memory.
@@ -92,6 +96,7 @@ class ServiceSettings:
     upstream_auth_file: str | None = None
     upstream_connect_timeout_s: float = 5.0
     upstream_read_timeout_s: float = 60.0
+    cache_size: int = 0
     max_stow_bytes: int = 4 << 30
     receive_idle_s: float = 10.0
 
@@ -117,7 +122,7 @@ class ServiceSettings:
                 ):
                     raise ParameterError(f"ServiceSettings: {f.name} must be a positive number of seconds, got {value!r}")
             else:
-                low = 0 if f.name == "queue_size" else 1
+                low = 0 if f.name in ("queue_size", "cache_size") else 1
                 if isinstance(value, bool) or not isinstance(value, int) or value < low:
                     raise ParameterError(f"ServiceSettings: {f.name} must be an integer >= {low}, got {value!r}")
         if not 1 <= self.jpeg_quality <= 100:

@@ -49,8 +49,9 @@ _PROCESS_LOCKS_GUARD = threading.Lock()
 
 
 @contextmanager
-def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
-    """Hold an exclusive lock on `path` (created if missing) across threads and processes.
+def file_lock(path: Path, *, blocking: bool = True, shared: bool = False) -> Iterator[bool]:
+    """Hold an exclusive (or, with `shared`, a shared) lock on `path` (created if missing)
+    across threads and processes.
 
     Yields whether the lock is held (always True when `blocking`). ``flock`` locks belong to
     the open file description, so two threads of one process that each open the file exclude
@@ -70,7 +71,7 @@ def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
         else:
