@@ -96,9 +96,9 @@ def _pull(args: argparse.Namespace) -> int:
             return EXIT_ERROR
         store = VolumeStore(args.store)
         failed = 0
-        for study, series in found:
+        for study, series, count in found:
             try:
-                result = fetch_series(upstream, store, study, series, reporter=reporter)
+                result = fetch_series(upstream, store, study, series, expected=count, reporter=reporter)
             except VoxelflowError as exc:
                 failed += 1
                 print(f"FAILED series {series}: {exc}", file=sys.stderr)

@@ -161,11 +161,11 @@ class Service:
             what = f"series {series}" if series else f"study {study}"
             raise VolumeNotFoundError(f"{what} is neither in the store nor upstream")
         store = self.writable_store
-        for st, se in found:
-            if fetch_series(self.upstream, store, st, se).retrieved and self.disk_cache is not None:
+        for st, se, count in found:
+            if fetch_series(self.upstream, store, st, se, expected=count).retrieved and self.disk_cache is not None:
                 self.disk_cache.retrieved(se)
         if self.disk_cache is not None:
-            self.disk_cache.evict(keep=frozenset(se for _, se in found))
+            self.disk_cache.evict(keep=frozenset(se for _, se, _ in found))
         self.catalog.refresh()
 
     @contextlib.contextmanager

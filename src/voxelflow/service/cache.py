@@ -2,9 +2,10 @@
 
 Rendering one frame or one slab from a store decodes whole chunks (a 512 x 512 slice of a CT
 stored in 64 x 256 x 256 chunks decodes 32 MiB); a viewer scrolling through a series asks for
-its neighbours next. So the first request for a volume that fits the budget reads it whole
-(one pass over its chunks) and later requests render from memory. A volume larger than the
-budget is never loaded: its requests read only the chunks they touch.
+its neighbours next. So the first request for a volume that fits the budget starts reading it
+whole (one pass over its chunks, on a thread of its own; that request and any during the load
+render from the store) and later requests render from memory. A volume larger than the budget
+is never loaded: its requests read only the chunks they touch.
 
 Pyramid levels are cached apart, each on first use: a copy in memory keeps a source that
 opens its other levels through the cache, so renderers pick the same level for a cached
@@ -53,7 +54,7 @@ class VolumeCache:
     def __init__(self, budget: int) -> None:
         self.budget = int(budget)
         self._lock = threading.Lock()
-        self._loading: dict[tuple[str, object, int], threading.Event] = {}
+        self._loading: set[tuple[str, object, int]] = set()
         self._items: OrderedDict[tuple[str, object, int], Volume] = OrderedDict()
         self._bytes = 0
 
@@ -65,28 +66,41 @@ class VolumeCache:
         """Pyramid `level` of `entry`'s volume in memory when it fits the budget, else the
         stored (lazy) one.
 
-        Concurrent first requests for one volume read it once; the others wait for it.
+        The first request for a volume does not wait for it to be read whole: it renders from
+        the store (reading only the chunks it touches, tens of ms where the whole read of a
+        300-slice CT takes ~0.3-0.5 s) while one thread loads the volume for the requests after
+        it; concurrent first requests start one load.
         """
         stored = entry.levels[level]
         size = int(np.prod(stored.shape, dtype=np.int64)) * stored.dtype.itemsize
         if size > self.budget:
             return stored
         name = (entry.key, entry.identity, level)
+        with self._lock:
+            found = self._items.get(name)
+            if found is not None:
+                self._items.move_to_end(name)
+                return found
+            if name in self._loading:
+                return stored
+            self._loading.add(name)
+        threading.Thread(target=self._load, args=(entry, level, name, size), name="voxelflow-cache-load",
+                         daemon=True).start()
+        return stored
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until no load is running (tests); False if `timeout` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:
-                found = self._items.get(name)
-                if found is not None:
-                    self._items.move_to_end(name)
-                    return found
-                pending = self._loading.get(name)
-                if pending is None:
-                    pending = self._loading[name] = threading.Event()
-                    break
-            pending.wait()
-            with self._lock:
-                if name in self._items or name in self._loading:
-                    continue
-            return stored  # the loader failed; this request reads the store itself
+                if not self._loading:
+                    return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+
+    def _load(self, entry: VolumeEntry, level: int, name: tuple[str, object, int], size: int) -> None:
+        stored = entry.levels[level]
         try:
             t0 = time.perf_counter()
             loaded = Volume(stored.to_numpy(), stored.affine, stored.meta, source=CachedSource(self, entry, level))
@@ -96,11 +110,11 @@ class VolumeCache:
                 self._items[name] = loaded
                 self._bytes += size
                 self._evict()
-            return loaded
+        except Exception as exc:  # a damaged volume: its requests keep reading the store (and say why)
+            log.warning("cache: %s level %d not loaded: %s: %s", entry.key, level, type(exc).__name__, exc)
         finally:
             with self._lock:
-                del self._loading[name]
-            pending.set()
+                self._loading.discard(name)
 
     def _evict(self) -> None:
         # entries are only dropped from the dict: a request still rendering from one keeps its

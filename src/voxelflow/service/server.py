@@ -104,6 +104,8 @@ def serve(
     else:
         os.environ.pop(_ENV_TOKEN_FILE, None)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # the upstream client's own line per request would double every retrieval's log
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     # uvicorn's access log carries paths (UIDs) only, never patient names or IDs
     uvicorn.run(
         "voxelflow.service.server:app_from_environment",

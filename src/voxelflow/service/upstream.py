@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -130,19 +132,21 @@ class Upstream:
             raise UpstreamError(f"upstream QIDO-RS {path} answered JSON that is not a list of data sets")
         return found
 
-    def find_series(self, *, study: str | None = None, series: str | None = None) -> list[tuple[str, str]]:
-        """``(study UID, series UID)`` of the series the upstream holds: those of `study`, or
-        the one with UID `series` (in `study` if given)."""
+    def find_series(self, *, study: str | None = None, series: str | None = None) -> list[tuple[str, str, int | None]]:
+        """``(study UID, series UID, instance count)`` of the series the upstream holds: those
+        of `study`, or the one with UID `series` (in `study` if given). The count is the
+        upstream's Number of Series Related Instances (None where it gives none)."""
         if study is None and series is None:
             raise ParameterError("find_series needs a study or a series UID")
         params = {"SeriesInstanceUID": check_uid(series, "series")} if series else {}
         path = f"/studies/{check_uid(study, 'study')}/series" if study else "/series"
-        params["includefield"] = "0020000D"
+        params["includefield"] = "0020000D,00201209"
         found = []
         for item in self._json(path, params):
             st, se = _uid_value(item, "0020000D") or study, _uid_value(item, "0020000E")
+            count = _uid_value(item, "00201209")
             if st and se and (series is None or se == series):
-                found.append((st, se))
+                found.append((st, se, int(count) if count and count.isdigit() else None))
         return found
 
     def instances(self, study: str, series: str) -> list[str]:
@@ -161,9 +165,8 @@ class Upstream:
             On a refused request, a timeout, a broken answer, or an instance that is not of
             `series` or not a DICOM image (nothing of it is kept).
         """
-        count = size = 0
-        tmp: Path | None = None
-        out = None
+        writer = _PartWriter(staging, series, on_instance)
+        size = 0
         try:
             with self._client.stream("GET", self.url + path, headers={"Accept": _ACCEPT_DICOM}) as answer:
                 if answer.status_code != 200:
@@ -176,29 +179,82 @@ class Upstream:
                             kind = media_type(value.get("content-type", "application/dicom"))
                             if kind != "application/dicom":
                                 raise UpstreamError(f"upstream WADO-RS {path}: a part is {kind}, not application/dicom")
-                            tmp = staging.new_file()
-                            out = open(tmp, "wb")  # noqa: SIM115 - closed at the part's end
-                        elif event == "data":
-                            out.write(value)
-                        else:
-                            out.close()
-                            out = None
-                            staged = staging.stage_file(tmp, expect_series=series)
-                            tmp = None
-                            count += 1
-                            if on_instance is not None:
-                                on_instance(staged, size)
+                        writer.put(event, value, size)
                 parser.close()
+            writer.finish()
         except self._httpx.HTTPError as exc:
             raise self._failed(f"WADO-RS {path}", exc) from None
         except (MultipartError, InstanceError) as exc:
             raise UpstreamError(f"upstream WADO-RS {path}: {exc}") from None
         finally:
+            writer.close()
+        return writer.count, size
+
+
+class _PartWriter:
+    """Writes and stages the parts of one answer on a thread of its own, so that receiving
+    the next part overlaps writing the last (file writes and socket reads both release the
+    GIL); at most `depth` events wait between the two."""
+
+    def __init__(self, staging: Staging, series: str, on_instance: Any, depth: int = 32) -> None:
+        self.staging = staging
+        self.series = series
+        self.on_instance = on_instance
+        self.count = 0
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[tuple[str, Any, int] | None] = queue.Queue(depth)
+        self._thread = threading.Thread(target=self._run, name="voxelflow-upstream-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, event: str, value: Any, size: int) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put((event, value, size))
+
+    def finish(self) -> None:
+        """Wait for every part to be staged; raise what the writer met."""
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            # the writer drains what is queued without writing it, then stops at the None
+            self.error = self.error or UpstreamError("retrieval abandoned")
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        tmp: Path | None = None
+        out = None
+        try:
+            while (item := self._queue.get()) is not None:
+                if self.error is not None:
+                    continue  # drain: the receiving thread raises it
+                event, value, size = item
+                if event == "part":
+                    tmp = self.staging.new_file()
+                    out = open(tmp, "wb")  # noqa: SIM115 - closed at the part's end
+                elif event == "data":
+                    out.write(value)
+                else:
+                    out.close()
+                    out = None
+                    staged = self.staging.stage_file(tmp, expect_series=self.series)
+                    tmp = None
+                    self.count += 1
+                    if self.on_instance is not None:
+                        self.on_instance(staged, size)
+        except BaseException as exc:  # noqa: BLE001 - handed to the receiving thread, which raises it
+            self.error = exc
+            while self._queue.get() is not None:
+                pass
+        finally:
             if out is not None:
                 out.close()
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
-        return count, size
 
 
 def fetch_series(
@@ -207,6 +263,7 @@ def fetch_series(
     study: str,
     series: str,
     *,
+    expected: int | None = None,
     reporter: Reporter | None = None,
 ) -> FetchResult:
     """Retrieve `series` of `study` from `upstream` and ingest it into `store`, unless the
@@ -214,7 +271,9 @@ def fetch_series(
 
     Instances staged by an earlier, interrupted retrieval are kept and not fetched again. The
     series is ingested only once every instance the upstream lists is staged; then its staged
-    files are removed.
+    files are removed. `expected` (the instance count :meth:`Upstream.find_series` gave)
+    spares a first retrieval the instance-level query: the series is complete when that many
+    instances of it arrived.
 
     Raises
     ------
@@ -233,10 +292,13 @@ def fetch_series(
             result.keys, result.retrieved = keys, False
             return result
         started = time.perf_counter()
-        wanted = upstream.instances(study, series)
-        if not wanted:
-            raise UpstreamError(f"upstream has no instance of series {series} in study {study}", status=404)
         have = staging.sops(series)
+        if have or not expected:
+            wanted = upstream.instances(study, series)
+            if not wanted:
+                raise UpstreamError(f"upstream has no instance of series {series} in study {study}", status=404)
+        else:  # nothing staged: the count is enough, and the instance query costs ~1 ms an instance
+            wanted = [""] * expected
         missing = [sop for sop in wanted if sop not in have]
         progress = None if reporter is None else reporter(f"retrieving {series}", "instances")
         done = len(wanted) - len(missing)
@@ -257,7 +319,10 @@ def fetch_series(
                 n, size = upstream.retrieve(f"{base}/instances/{sop}", staging, series, on_instance)
                 result.instances += n
                 result.bytes += size
-        lacking = set(wanted) - staging.sops(series)
+        staged = staging.sops(series)
+        if not all(wanted) and len(staged) != len(wanted):  # counted, not listed: now list them
+            wanted = upstream.instances(study, series)
+        lacking = set(wanted) - staged if all(wanted) else set()
         if lacking:
             raise UpstreamError(f"upstream gave {len(wanted) - len(lacking)} of the {len(wanted)} instances of series "
                                 f"{series}; {len(lacking)} missing (e.g. {min(lacking)})")
