@@ -38,6 +38,8 @@ NOT_RUN = {
     "voxelflow bench": "runs the benchmark suites, minutes long (tests/test_bench.py covers it)",
     "curl": "asks a running `voxelflow serve` (tests/service/ drive the service over HTTP)",
     "B=": "sets the service address the curl lines use",
+    "voxelflow pull": "needs a DICOMweb archive (tests/service/test_upstream.py drives a real Orthanc)",
+    "voxelflow listen": "runs a DICOM listener until stopped (tests/service/test_dimse.py drives it)",
 }
 
 #: Suffixes of the files a Python block writes, as string literals name them.

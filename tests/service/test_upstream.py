@@ -304,3 +304,55 @@ def test_cache_size_never_removes_volumes_not_retrieved(archive, tmp_path):
         client.close()
     keys = VolumeStore(store, read_only=True).keys()
     assert set(local_keys) < set(keys)  # the retrieved one is kept too: it is being answered
+
+
+def test_two_worker_processes_make_one_retrieval(archive, tmp_path):
+    """`voxelflow serve --workers 2`: the series' file lock, not an in-process future, is what
+    keeps two processes from retrieving one series twice."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    info = archive.series["ct"]
+    store = tmp_path / "store"
+    VolumeStore(store)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "server.log", "wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voxelflow", "serve", "--store", str(store), "--port", str(port), "--workers", "2",
+         "--upstream", archive.orthanc.dicomweb, "--log-level", "warning"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "voxelflow serve did not answer within 60 s"
+            time.sleep(0.1)
+        before = archive.retrievals("ct")
+        url = f"{base}/volumes/{info.series_uid}/mpr?orientation=sagittal"
+
+        def one(_: int) -> int:
+            # a connection each: the kernel spreads them over both workers
+            return httpx.get(url, headers=PNG, timeout=60).status_code
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(one, range(8)))
+        assert statuses == [200] * 8
+        whole, single = archive.retrievals("ct")
+        assert (whole - before[0], single - before[1]) == (1, 0)
+    finally:
+        server.terminate()
+        server.wait(20)
+        log.close()
