@@ -214,4 +214,5 @@ def test_duplicate_positions_are_reported(tmp_path):
     copy.save_as(tmp_path / "dicom" / "dup.dcm")
     report = ingest(tmp_path / "dicom", tmp_path / "store")
     (v,) = report.volumes
-    assert v.shape == (6, 16, 16) and v.findings == ["duplicate_position"]
+    # a copy under a new UID (same position, time point and pixels) is dropped, and counted
+    assert v.shape == (6, 16, 16) and v.findings == ["duplicate_instances"]

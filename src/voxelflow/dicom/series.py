@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParameterError, VoxelflowError
+from ..geometry import slice_normal
 from ..volume import Volume
+from .decode import decode
 from .stack import Finding, SliceRef, StackGeometry, analyse_stack
 
 __all__ = ["GeometryPolicy", "SeriesError", "VolumePlan", "build_volume", "plan_volumes"]
@@ -330,11 +332,83 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
     return plans, failures
 
 
+def _pixels(ref: SliceRef) -> bytes | None:
+    """The slice's stored values, to tell a copy from a time point (None: not comparable)."""
+    if ref.tile is not None:
+        return None
+    try:
+        return decode(ref.path, frames=None if ref.frame is None else [ref.frame]).tobytes()
+    except VoxelflowError:
+        return None
+
+
+def _without_copies(pairs: list[tuple[Any, SliceRef]]) -> tuple[list[tuple[Any, SliceRef]], list[str]]:
+    """`pairs` less the exact copies of a slice: the same SOP Instance UID and frame, or, at the
+    same position and time point (temporal key but for the Instance Number), the same stored
+    values. Returns the kept pairs and the paths dropped."""
+    kept: list[tuple[Any, SliceRef]] = []
+    dropped: list[str] = []
+    seen_uids: set[tuple[str, int | None]] = set()
+    by_place: dict[tuple[Any, ...], list[tuple[SliceRef, bytes | None]]] = defaultdict(list)
+    normal = None
+    for row, ref in pairs:
+        name = (ref.sop_instance_uid, ref.frame)
+        if ref.sop_instance_uid and name in seen_uids:
+            dropped.append(ref.path)
+            continue
+        seen_uids.add(name)
+        if normal is None:
+            normal = slice_normal(ref.orientation)
+        place = (round(float(np.asarray(ref.position) @ normal), 3), ref.temporal_key[:-1])
+        others = by_place[place]
+        if others:
+            mine = _pixels(ref)
+            for other, theirs in others:
+                if theirs is None:
+                    theirs = _pixels(other)
+                if mine is not None and mine == theirs:
+                    dropped.append(ref.path)
+                    break
+            else:
+                others.append((ref, mine))
+                kept.append((row, ref))
+            continue
+        others.append((ref, None))
+        kept.append((row, ref))
+    return kept, dropped
+
+
+def _repeats(geometry: StackGeometry) -> str:
+    """Where a stack's positions repeat, for a refusal naming them."""
+    finding = next(f for f in geometry.findings if f.code == "duplicate_position")
+    positions = finding.details.get("positions_mm", [])
+    shown = ", ".join(f"{p:g}" for p in positions[:8]) + (" ..." if len(positions) > 8 else "")
+    return f"{len(positions)} position(s) repeat unevenly or with equal time keys (at {shown} mm along the normal)"
+
+
 def _plan_stack(
     series_uid: str, n: int, pairs: list[tuple[Any, SliceRef]], policy: GeometryPolicy, split_reason: str | None
 ) -> list[VolumePlan]:
+    # repeated positions are a 4-D axis, an acquisition split, or exact copies; never slices
+    # silently dropped: anything else refuses the series
     geometry = analyse_stack([ref for _, ref in pairs])
     codes = {f.code for f in geometry.findings}
+    copies: list[str] = []
+    if "duplicate_position" in codes or (geometry.fourth_axis or {}).get("meaning") == "instance_number":
+        # repeats told apart by nothing, or by the Instance Number alone: copies of one slice
+        # (a file sent twice, a copy under a new UID) are dropped, and counted
+        unique, copies = _without_copies(pairs)
+        if copies:
+            pairs = unique
+            geometry = analyse_stack([ref for _, ref in pairs])
+            codes = {f.code for f in geometry.findings}
+    if copies:
+        geometry.findings.insert(0, Finding(
+            "duplicate_instances",
+            f"{len(copies)} instance(s) dropped as exact copies of another (same SOP Instance UID, or the "
+            "same position, time point and stored values)",
+            {"count": len(copies), "dropped": copies},
+        ))
     if "duplicate_position" in codes:
         # repeats that are not a regular 4-D axis: try splitting by acquisition
         acquisitions: dict[Any, list[tuple[Any, SliceRef]]] = defaultdict(list)
@@ -352,6 +426,9 @@ def _plan_stack(
                     _make_plan(series_uid, f"{n}.{a}", acq_pairs, sub, policy, _join(split_reason, "acquisition"))
                     for a, (acq_pairs, sub) in enumerate(parts)
                 ]
+        raise SeriesError(f"series {series_uid}: {_repeats(geometry)}; refused rather than drop slices "
+                          "(neither a 4-D series with the same number of time points at every position, "
+                          "nor copies of one instance)")
     if "nonuniform_spacing" in codes and policy.nonuniform == "refuse":
         finding = next(f for f in geometry.findings if f.code == "nonuniform_spacing")
         raise SeriesError(f"series {series_uid}: {finding.message} (nonuniform='refuse'; use 'resample')")

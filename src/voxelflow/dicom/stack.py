@@ -86,8 +86,10 @@ def analyse_stack(slices: list[SliceRef]) -> StackGeometry:
 
     Slices must share orientation, rows, columns and pixel spacing (the grouping step splits
     on those). Repeated positions form a 4-D stack (t, z) when every position repeats the same
-    number of times; otherwise they are reported as ``duplicate_position`` and the first
-    occurrence is kept.
+    number of times with distinct temporal keys (instance numbers alone included: the planner
+    tells copies from time points by their pixels); otherwise they are reported as
+    ``duplicate_position`` and the first occurrence is kept here — the planner never writes
+    such a stack (it drops exact copies, splits by acquisition, or refuses the series).
     """
     ref = slices[0]
     normal = slice_normal(ref.orientation)
@@ -115,8 +117,7 @@ def analyse_stack(slices: list[SliceRef]) -> StackGeometry:
         if distinct:
             first = [slices[i].temporal_key for i in groups[0]]
             varying = [c for c in range(len(first[0])) if len({k[c] for k in first}) > 1]
-            # repeats told apart by Instance Number alone are duplicates, not time points
-            if varying and TEMPORAL_KEY_NAMES[varying[0]] != "instance_number":
+            if varying:
                 fourth_axis = {
                     "size": repeats,
                     "meaning": TEMPORAL_KEY_NAMES[varying[0]],

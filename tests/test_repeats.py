@@ -1,0 +1,121 @@
+"""Repeated slice positions are never resolved by dropping slices silently (issue 12): a 4-D
+series, exact copies dropped and counted, or the series refused."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from voxelflow.ingest import convert, ingest
+from voxelflow.store import VolumeStore
+from voxelflow.testing import write_series
+
+SHAPE = (6, 16, 16)
+UID = "1.2.826.0.1.3680043.8.498.77"
+
+
+def _time_series(root, times=3, *, instance_step=100, **extra):
+    """`times` phantom volumes of one series at the same positions, told apart by nothing but
+    their Instance Numbers (as GE and Toshiba classic fMRI files often are)."""
+    infos = []
+    for t in range(times):
+        info = write_series(root / str(t), shape=SHAPE, series_uid=UID, seed=t + 1, **extra)
+        for path in info.paths:
+            ds = pydicom.dcmread(path)
+            ds.InstanceNumber = ds.InstanceNumber + instance_step * t
+            ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{t + 1}"  # the phantom's UIDs repeat per call
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.save_as(path)
+        infos.append(info)
+    return infos
+
+
+def test_repeats_told_apart_by_instance_number_are_a_time_axis(tmp_path):
+    infos = _time_series(tmp_path / "dicom")
+    report = ingest(tmp_path / "dicom", tmp_path / "store")
+    assert not report.failures, report.table()
+    (v,) = report.volumes
+    assert v.shape == (3, *SHAPE)
+    volume = VolumeStore(tmp_path / "store").open(v.key)
+    assert volume.meta["fourth_axis"]["meaning"] == "instance_number"
+    for t in range(3):
+        np.testing.assert_array_equal(volume.to_numpy()[t], infos[t].volume)
+
+
+def test_time_axis_agrees_with_dcm2niix(tmp_path):
+    dcm2niix = shutil.which("dcm2niix")
+    assert dcm2niix, "dcm2niix (PyPI package dcm2niix) is a test dependency"
+    _time_series(tmp_path / "dicom")
+    (tmp_path / "ref").mkdir()
+    subprocess.run([dcm2niix, "-z", "n", "-b", "n", "-o", str(tmp_path / "ref"), "-f", "ref", str(tmp_path / "dicom")],
+                   check=True, capture_output=True, timeout=120)
+    (ref_path,) = (tmp_path / "ref").glob("*.nii")
+    report = convert(tmp_path / "dicom", tmp_path / "ours")
+    (ours,) = [v.output for v in report.volumes]
+    ref, mine = nib.as_closest_canonical(nib.load(ref_path)), nib.as_closest_canonical(nib.load(ours))
+    assert mine.shape == ref.shape == (16, 16, 6, 3)
+    np.testing.assert_allclose(mine.affine, ref.affine, atol=1e-3)
+    np.testing.assert_array_equal(np.asarray(mine.dataobj, np.float64), np.asarray(ref.dataobj, np.float64))
+
+
+def test_a_file_present_twice_is_dropped_and_counted(tmp_path):
+    info = write_series(tmp_path / "dicom", shape=SHAPE)
+    shutil.copy(info.paths[3], tmp_path / "dicom" / "again.dcm")  # same SOP Instance UID
+    (v,) = ingest(tmp_path / "dicom", tmp_path / "store").volumes
+    assert v.shape == SHAPE and v.findings == ["duplicate_instances"]
+    finding = VolumeStore(tmp_path / "store").open(v.key).meta["findings"][0]
+    assert finding["count"] == 1
+
+
+def test_uneven_repeats_with_other_pixels_refuse_the_series(tmp_path):
+    info = write_series(tmp_path / "dicom", shape=SHAPE)
+    other = pydicom.dcmread(info.paths[2])
+    other.SOPInstanceUID = other.SOPInstanceUID + ".7"
+    other.InstanceNumber = 50
+    pixels = other.pixel_array.copy()
+    pixels[0, 0] += 1  # not a copy: another image at that position
+    other.PixelData = pixels.tobytes()
+    other.save_as(tmp_path / "dicom" / "other.dcm")
+    report = ingest(tmp_path / "dicom", tmp_path / "store")
+    assert report.volumes == []
+    ((what, reason),) = report.failures
+    assert what == info.series_uid
+    assert "repeat" in reason and "refused" in reason and "mm" in reason
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_never_fewer_slices_than_files_unless_exact_copies(tmp_path, seed):
+    """Random repeats of random positions, each a copy or another image: a written volume holds
+    every file but the exact copies, and the copies are counted."""
+    rng = np.random.default_rng(seed)
+    info = write_series(tmp_path / "dicom", shape=SHAPE, seed=seed)
+    extra = rng.integers(1, 4)
+    copies = 0
+    for n in range(extra):
+        k = int(rng.integers(0, SHAPE[0]))
+        ds = pydicom.dcmread(info.paths[k])
+        ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{n + 1}"
+        ds.InstanceNumber = 200 + n
+        if rng.random() < 0.5:
+            pixels = ds.pixel_array.copy()
+            pixels[1, 1] += n + 1
+            ds.PixelData = pixels.tobytes()
+        else:
+            copies += 1
+        ds.save_as(tmp_path / "dicom" / f"extra{n}.dcm")
+    files = SHAPE[0] + extra
+    report = ingest(tmp_path / "dicom", tmp_path / "store")
+    for v in report.volumes:
+        slices = int(np.prod(v.shape[:-2]))
+        dropped = 0
+        if "duplicate_instances" in v.findings:
+            meta = VolumeStore(tmp_path / "store").open(v.key).meta
+            dropped = next(f for f in meta["findings"] if f["code"] == "duplicate_instances")["count"]
+        assert slices + dropped == files
+        assert dropped == copies
+    assert report.volumes or report.failures
