@@ -10,7 +10,9 @@ gaps are explicit arguments, never silent.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -82,6 +84,30 @@ def _get(row: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+def _rescale(slope: Any, intercept: Any, invalid: Any, where: str) -> tuple[float, float]:
+    """Rescale Slope / Intercept as numbers (1, 0 when absent). A value that is present but 0,
+    NaN, infinite or not a number refuses the series: any stand-in would be a silent guess at
+    every modality value (HU) of it."""
+    out = []
+    for name, tag, value, default in (("Rescale Slope", "(0028,1053)", slope, 1.0),
+                                      ("Rescale Intercept", "(0028,1052)", intercept, 0.0)):
+        field = name.lower().replace(" ", "_")
+        if field in (invalid or ()):
+            raise SeriesError(f"invalid_rescale: {where}: {name} {tag} is not a number")
+        if value is None:
+            out.append(default)
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise SeriesError(f"invalid_rescale: {where}: {name} {tag} is {str(value)[:40]!r}, not a number") from None
+        if not math.isfinite(number) or (field == "rescale_slope" and number == 0.0):
+            raise SeriesError(f"invalid_rescale: {where}: {name} {tag} is {number!r}"
+                              + (" (a zero slope maps every value to the intercept)" if number == 0.0 else ""))
+        out.append(number)
+    return out[0], out[1]
+
+
 def _rounded(values: Any, ndigits: int) -> tuple[float, ...]:
     return tuple(round(float(v), ndigits) for v in (values or ()))
 
@@ -116,7 +142,7 @@ def _slice_ref(row: Any) -> SliceRef:
         columns=int(row.columns),
         sop_instance_uid=str(_get(row, "sop_instance_uid", "")),
         instance_number=_get(row, "instance_number"),
-        rescale=(float(_get(row, "rescale_slope", 1.0)), float(_get(row, "rescale_intercept", 0.0))),
+        rescale=_rescale(row.rescale_slope, row.rescale_intercept, row.invalid, str(row.path)),
         temporal_key=_temporal_key(row),
     )
 
@@ -205,7 +231,7 @@ def _enhanced_refs(row: Any) -> list[tuple[Any, SliceRef]]:
                 columns=int(row.columns),
                 sop_instance_uid=str(row.sop_instance_uid),
                 instance_number=f,
-                rescale=(float(1.0 if slope is None else slope), float(0.0 if intercept is None else intercept)),
+                rescale=_rescale(slope, intercept, (), f"{row.path} frame {f}"),
                 # (temporal position, trigger time, acquisition, acquisition time, instance) as for
                 # classic files; echo and b-value repeats of a position sort by the spare slots
                 temporal_key=(_num(temporal), _num(echo), _num(bvalue), "", float(f)),
@@ -300,6 +326,7 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
     for series_uid in sorted(by_series):
         series_rows = by_series[series_uid]
         stacks: dict[tuple[Any, ...], list[tuple[Any, SliceRef]]] = defaultdict(list)
+        refused: SeriesError | None = None
         for row in series_rows:
             try:
                 if row.enhanced or (row.number_of_frames or 1) > 1 and row.image_position_patient is None:
@@ -313,10 +340,16 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
                 else:
                     row_refs = [(row, _slice_ref(row))]
             except SeriesError as exc:
+                if str(exc).startswith("invalid_rescale"):
+                    refused = exc  # the file cannot be left out: the whole series is refused
+                    break
                 failures.append((series_uid, str(exc)))
                 continue
             for frame_row, ref in row_refs:
                 stacks[_split_key(frame_row, ref)].append((frame_row, ref))
+        if refused is not None:
+            failures.append((series_uid, f"series refused: {refused}"))
+            continue
         keys = list(stacks)
         reasons = []
         if len(keys) > 1:
@@ -453,6 +486,19 @@ def _plan_stack(
     return [_make_plan(series_uid, str(n), pairs, geometry, policy, split_reason)]
 
 
+_UID_KEY = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+def _key_part(series_uid: str) -> str:
+    """The series' part of its volume keys: the UID itself when it is one (the service finds
+    a series' volumes by it), else a path-safe name made from it plus a digest (so that "a/b",
+    "..", NUL bytes or 64 dots never become folders, and two odd UIDs never share a key)."""
+    if len(series_uid) <= 64 and _UID_KEY.fullmatch(series_uid):
+        return series_uid
+    cleaned = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]", "_", series_uid)).strip("._-")[:64].lstrip("_") or "series"
+    return f"{cleaned}_{hashlib.sha1(series_uid.encode('utf-8', 'replace')).hexdigest()[:12]}"
+
+
 def _join(a: str | None, b: str) -> str:
     return f"{a}, {b}" if a else b
 
@@ -468,7 +514,7 @@ def _make_plan(
     meta = _meta(pairs, geometry)
     meta["split_reason"] = split_reason
     meta["policy"] = {"tilt": policy.tilt, "nonuniform": policy.nonuniform, "gaps": policy.gaps}
-    key = f"{series_uid}/{suffix}"
+    key = f"{_key_part(series_uid)}/{suffix}"
     return VolumePlan(key, series_uid, geometry, meta, split_reason, list(geometry.findings))
 
 

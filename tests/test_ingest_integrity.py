@@ -1,5 +1,6 @@
-"""Repeated slice positions are never resolved by dropping slices silently (issue 12): a 4-D
-series, exact copies dropped and counted, or the series refused."""
+"""What ingest keeps, drops and refuses. Repeated slice positions never lose slices silently
+(issue 12): a 4-D series, exact copies dropped and counted, or the series refused. A rescale
+that is no number refuses the series (issue 13)."""
 
 from __future__ import annotations
 
@@ -119,3 +120,52 @@ def test_never_fewer_slices_than_files_unless_exact_copies(tmp_path, seed):
         assert slices + dropped == files
         assert dropped == copies
     assert report.volumes or report.failures
+
+
+@pytest.mark.parametrize("value", ["0", "NaN", "inf", "-inf", "1e999", "abc"])
+def test_rescale_that_is_no_number_refuses_the_series(tmp_path, value):
+    """Rescale Slope 0, NaN, infinite or text: the series is refused with its code, never read
+    with a substitute slope of 1 (issue 13)."""
+    import warnings
+
+    info = write_series(tmp_path / "dicom", shape=SHAPE, per_slice_rescale=False)
+    raw = pydicom.dcmread(info.paths[2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw.RescaleSlope = "9.7531" if value == "abc" else value
+        raw.save_as(info.paths[2])
+    if value == "abc":  # pydicom refuses to write text as a DS: put it in the bytes
+        data = info.paths[2].read_bytes()
+        assert data.count(b"9.7531") == 1
+        info.paths[2].write_bytes(data.replace(b"9.7531", b"abcdef"))
+    report = ingest(tmp_path / "dicom", tmp_path / "store")
+    assert report.volumes == []
+    ((what, reason),) = report.failures
+    assert what == info.series_uid
+    assert reason.startswith("series refused: invalid_rescale")
+    assert "Rescale Slope (0028,1053)" in reason and str(info.paths[2]) in reason
+
+
+@pytest.mark.parametrize("uid", ["1.2.3/../../etc", "1.2\x00.3", "." * 64, "a/b", "../x", "x" * 300, ""])
+def test_odd_series_uids_make_safe_keys_and_file_names(tmp_path, uid):
+    """Keys and NIfTI names built from a Series Instance UID stay one path-safe name inside
+    the output, whatever the UID holds (issue 13)."""
+    import warnings
+
+    info = write_series(tmp_path / "dicom", shape=(3, 8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in info.paths:
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID = uid
+            ds.save_as(path)
+    report = ingest(tmp_path / "dicom", tmp_path / "store")
+    assert not report.failures, report.table()
+    (v,) = report.volumes
+    part, suffix = v.key.split("/")
+    assert suffix == "0" and ".." not in part and len(part) <= 80
+    assert VolumeStore(tmp_path / "store").open(v.key).shape == (3, 8, 8)
+    (out,) = convert(tmp_path / "dicom", tmp_path / "nii").volumes
+    written = list((tmp_path / "nii").iterdir())
+    assert [p.name for p in written] == [out.output.rsplit("/", 1)[-1]]
+    assert "\x00" not in written[0].name
