@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="DICOM files or folders (searched recursively; non-DICOM files are skipped)")
     convert.add_argument("-o", "--out", required=True, metavar="OUTDIR",
                          help="folder for the NIfTI files (.nii.gz, RAS as NIfTI readers expect; created if missing)")
+    convert.add_argument("--no-sidecar", dest="sidecar", action="store_false",
+                         help="no BIDS side-car JSON beside each NIfTI (default: one, as dcm2niix writes)")
     convert.add_argument("--format", choices=("nifti",), default="nifti",
                          help="output format (default nifti: .nii.gz, stored values with the rescale as scl_slope/scl_inter)")
     add_policy(convert)
@@ -217,7 +219,7 @@ def _ingest(args: argparse.Namespace) -> int:
             report = ingest(args.sources, args.store, policy=policy, overwrite=args.overwrite, reporter=reporter)
             where = f"store {args.store}"
         else:
-            report = convert(args.sources, args.out, policy=policy, reporter=reporter)
+            report = convert(args.sources, args.out, policy=policy, reporter=reporter, sidecar=args.sidecar)
             where = f"folder {args.out}"
             for v in report.volumes:
                 print(f"wrote {v.output}")

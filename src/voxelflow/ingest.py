@@ -141,8 +141,11 @@ def convert(
     policy: GeometryPolicy | None = None,
     reporter: Reporter | None = None,
     backend: str | None = None,
+    sidecar: bool = True,
 ) -> IngestReport:
-    """Write one NIfTI file per volume into `out_dir` (4-D volumes as 4-D NIfTI), as dcm2niix does.
+    """Write one NIfTI file per volume into `out_dir` (4-D volumes as 4-D NIfTI), as dcm2niix does,
+    each with its BIDS side-car JSON (same name, ``.json``; see :mod:`voxelflow.bids`) unless
+    `sidecar` is False.
 
     `reporter` (see :mod:`voxelflow.progress`) is given the scan and each volume's write."""
     start = time.perf_counter()
@@ -159,6 +162,10 @@ def convert(
                 progress(0, 1)
             volume = build_volume(plan, backend=backend)
             path = volume.to_nifti(out / name)
+            if sidecar:
+                from .bids import sidecar as bids_sidecar, write_sidecar
+
+                write_sidecar(out / name.replace(".nii.gz", ".json"), bids_sidecar(plan.geometry.slices[0].path))
             if progress is not None:
                 progress(1, 1)
         except VoxelflowError as exc:
