@@ -169,3 +169,42 @@ def test_odd_series_uids_make_safe_keys_and_file_names(tmp_path, uid):
     written = list((tmp_path / "nii").glob("*.nii.gz"))
     assert [p.name for p in written] == [out.output.rsplit("/", 1)[-1]]
     assert "\x00" not in written[0].name
+
+
+def test_enhanced_frames_of_different_kinds_become_separate_volumes(tmp_path):
+    """Magnitude and phase frames of one enhanced MR file at the same positions (as Philips
+    writes them): two volumes, never one volume mixing them (issue 12)."""
+    import copy
+
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    info = write_series(tmp_path / "src", shape=SHAPE, modality="MR", enhanced=True)
+    (path,) = info.paths
+    ds = pydicom.dcmread(path)
+    frames = list(ds.PerFrameFunctionalGroupsSequence)
+    magnitude = ds.pixel_array.copy()
+    phase = (magnitude // 3 + 7).astype(magnitude.dtype)
+
+    def kind(item, component):
+        item = copy.deepcopy(item)
+        frame_type = Dataset()
+        frame_type.FrameType = ["ORIGINAL", "PRIMARY", component[0], "NONE"]
+        frame_type.ComplexImageComponent = component
+        item.MRImageFrameTypeSequence = Sequence([frame_type])
+        return item
+
+    ds.PerFrameFunctionalGroupsSequence = Sequence([kind(f, "MAGNITUDE") for f in frames] + [kind(f, "PHASE") for f in frames])
+    ds.NumberOfFrames = 2 * len(frames)
+    ds.PixelData = np.concatenate([magnitude, phase]).tobytes()
+    (tmp_path / "dicom").mkdir()
+    ds.save_as(tmp_path / "dicom" / "mixed.dcm")
+    report = ingest(tmp_path / "dicom", tmp_path / "store")
+    assert not report.failures, report.table()
+    assert len(report.volumes) == 2
+    store = VolumeStore(tmp_path / "store")
+    by_component = {store.open(v.key).meta["image_type"][-1]: store.open(v.key).to_numpy() for v in report.volumes}
+    assert set(by_component) == {"MAGNITUDE", "PHASE"}
+    np.testing.assert_array_equal(by_component["MAGNITUDE"], info.volume)
+    np.testing.assert_array_equal(by_component["PHASE"], (info.volume // 3 + 7).astype(info.volume.dtype))
+    assert {store.open(v.key).meta["split_reason"] for v in report.volumes} == {"image type"}

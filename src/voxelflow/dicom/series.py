@@ -161,6 +161,21 @@ def _frame_value(shared: Any, frame: Any, group: str, attribute: str) -> Any:
     return None
 
 
+_FRAME_TYPE_GROUPS = ("MRImageFrameTypeSequence", "CTImageFrameTypeSequence", "XAXRFFrameCharacteristicsSequence",
+                      "PETFrameTypeSequence", "MRSpectroscopyFrameTypeSequence")
+
+
+def _frame_kind(shared: Any, frame: Any) -> tuple[str, ...] | None:
+    """A frame's Frame Type (plus its Complex Image Component where given), or None."""
+    for group in _FRAME_TYPE_GROUPS:
+        frame_type = _frame_value(shared, frame, group, "FrameType")
+        if frame_type is not None:
+            component = _frame_value(shared, frame, group, "ComplexImageComponent")
+            kind = tuple(str(v) for v in _as_list(frame_type))
+            return kind + ((str(component),) if component else ())
+    return None
+
+
 def _frame_windows(frame: Any) -> tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...]] | None:
     """A frame's own Window Center / Width / Explanation from its per-frame Frame VOI LUT
     Sequence (None when it has none: the shared values, which the scan read, apply).
@@ -219,6 +234,17 @@ def _enhanced_refs(row: Any) -> list[tuple[Any, SliceRef]]:
             frame_row = replace(
                 row, window_center=windows[0], window_width=windows[1], window_explanation=windows[2]
             )
+        # the frame's own kind (magnitude / phase / real / imaginary, a B0 map) and echo: frames
+        # of different kinds or echoes become separate volumes, as dcm2niix writes them, never
+        # one volume mixing them
+        kind = _frame_kind(shared, item)
+        if kind is not None and kind != tuple(_as_list(row.image_type)):
+            frame_row = replace(frame_row, image_type=kind)
+        if echo is not None and not row.echo_numbers:
+            try:
+                frame_row = replace(frame_row, echo_time=float(echo))
+            except (TypeError, ValueError):
+                pass
         pairs.append((
             frame_row,
             SliceRef(
@@ -294,6 +320,9 @@ def _meta(pairs: Sequence[tuple[Any, SliceRef]], geometry: StackGeometry) -> dic
         "values": "stored" if uniform else "modality",
         "windows": windows,
         "photometric": _get(first, "photometric_interpretation", ""),
+        # what kind of image (ORIGINAL/DERIVED, M/P/R/I, a B0 map ...): volumes of one series
+        # split by kind are told apart by it
+        "image_type": [str(v) for v in _as_list(_get(first, "image_type"))],
         "findings": [f.to_dict() for f in geometry.findings],
         "axes": ["t", "z", "y", "x"] if geometry.fourth_axis else ["z", "y", "x"],
         "fourth_axis": geometry.fourth_axis,
