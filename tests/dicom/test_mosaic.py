@@ -326,3 +326,38 @@ def test_convert_writes_4d_nifti_like_dcm2niix(tmp_path):
     assert mine.shape == ref.shape
     np.testing.assert_allclose(mine.affine, ref.affine, atol=1e-3)
     np.testing.assert_array_equal(np.asanyarray(mine.dataobj), np.asanyarray(ref.dataobj))
+
+
+def test_anonymised_mosaic_without_csa_header_reads_with_a_finding(tmp_path):
+    """An anonymiser stripped the CSA headers but kept NumberOfImagesInMosaic (0019,xx0A): the
+    tiling comes from it and the image size, the slices along the plane normal (as dcm2niix
+    reads it), and a finding says what was assumed (issue 12)."""
+    info = write_mosaic_series(tmp_path / "dicom", shape=SHAPE, spacing=SPACING, time_points=2,
+                               csa_header=False, mr_header=True)
+    reference = write_mosaic_series(tmp_path / "ref", shape=SHAPE, spacing=SPACING, time_points=2)
+    report = ingest(tmp_path / "dicom", tmp_path / "store")
+    assert not report.failures, report.table()
+    (v,) = report.volumes
+    assert "mosaic_assumed" in v.findings
+    volume = VolumeStore(tmp_path / "store").open(v.key)
+    np.testing.assert_array_equal(volume.to_numpy(), info.volume)
+    np.testing.assert_allclose(volume.affine, reference.affine, atol=1e-4)
+    finding = next(f for f in volume.meta["findings"] if f["code"] == "mosaic_assumed")
+    assert sorted(finding["files"]) == sorted(str(p) for p in info.paths)
+
+
+def test_anonymised_mosaic_agrees_with_dcm2niix(tmp_path):
+    import nibabel as nib
+
+    write_mosaic_series(tmp_path / "dicom", shape=SHAPE, spacing=SPACING, time_points=2, csa_header=False, mr_header=True)
+    dcm2niix = shutil.which("dcm2niix")
+    assert dcm2niix
+    (tmp_path / "ref").mkdir()
+    subprocess.run([dcm2niix, "-z", "n", "-b", "n", "-o", str(tmp_path / "ref"), "-f", "ref", str(tmp_path / "dicom")],
+                   check=True, capture_output=True, timeout=120)
+    (ref_path,) = (tmp_path / "ref").glob("*.nii")
+    (ours,) = convert(tmp_path / "dicom", tmp_path / "ours").volumes
+    ref, mine = nib.as_closest_canonical(nib.load(ref_path)), nib.as_closest_canonical(nib.load(ours.output))
+    assert mine.shape == ref.shape
+    np.testing.assert_allclose(mine.affine, ref.affine, atol=1e-3)
+    np.testing.assert_array_equal(np.asarray(mine.dataobj, np.float64), np.asarray(ref.dataobj, np.float64))

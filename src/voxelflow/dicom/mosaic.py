@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,8 @@ class MosaicLayout:
     tile_shape: tuple[int, int]
     first_position: tuple[float, float, float]
     slice_step: tuple[float, float, float]
+    #: what had to be assumed (an anonymised mosaic without its CSA Image Header Info)
+    assumed: str = ""
 
     def tile(self, index: int) -> tuple[int, int, int, int]:
         """(first row, first column, rows, columns) of tile `index` in the mosaic image."""
@@ -70,6 +73,26 @@ class MosaicLayout:
         """LPS mm of the first pixel of tile `index`."""
         p = np.asarray(self.first_position) + index * np.asarray(self.slice_step)
         return (float(p[0]), float(p[1]), float(p[2]))
+
+
+def _images_without_csa(ds: Any, csareader: Any) -> int | None:
+    """NumberOfImagesInMosaic where the CSA Image Header Info is gone: Siemens' MR header
+    (0019,xx0A), else ``sSliceArray.lSize`` of the protocol in the CSA Series Header."""
+    try:
+        block = ds.private_block(0x0019, "SIEMENS MR HEADER")
+        value = ds[block.get_tag(0x0A)].value
+        count = int(value[0] if isinstance(value, (list, tuple)) else value)
+        if count > 0:
+            return count
+    except (KeyError, ValueError, TypeError, IndexError):
+        pass
+    try:
+        series = csareader.get_csa_header(ds, "series")
+        protocol = series["tags"]["MrPhoenixProtocol"]["items"][0] if series else ""
+    except Exception:  # noqa: BLE001 - nibabel raises several types on a damaged header
+        return None
+    found = re.search(r"sSliceArray\.lSize\s*=\s*(\d+)", str(protocol))
+    return int(found.group(1)) if found and int(found.group(1)) > 0 else None
 
 
 def _number(ds: Any, keyword: str) -> float | None:
@@ -129,17 +152,27 @@ def mosaic_layout(
         csa = csareader.get_csa_header(ds, "image")
     except Exception as exc:  # nibabel raises CSAReadError, struct.error, ValueError ...
         raise SeriesError(f"{where}: MOSAIC image with an unreadable Siemens CSA Image Header Info: {exc}") from exc
+    assumed = ""
     if csa is None:
-        raise SeriesError(
-            f"{where}: MOSAIC image without a Siemens CSA Image Header Info (0029,xx10): the slice count "
-            "and order of the tiles are unknown"
-        )
-    try:
-        images = csareader.get_n_mosaic(csa)
-        csa_normal = csareader.get_slice_normal(csa)
-        acq_times = csa["tags"].get("MosaicRefAcqTimes", {}).get("items") or []
-    except (ValueError, TypeError, KeyError) as exc:
-        raise SeriesError(f"{where}: MOSAIC CSA header: {exc}") from exc
+        # anonymised: the slice count from Siemens' MR header (or the protocol in the CSA
+        # Series Header), the tiles taken to run along the plane normal, as dcm2niix does
+        images = _images_without_csa(ds, csareader)
+        if images is None:
+            raise SeriesError(
+                f"{where}: MOSAIC image without a Siemens CSA Image Header Info (0029,xx10), nor "
+                "NumberOfImagesInMosaic (0019,xx0A) or a CSA Series Header protocol: the slice count "
+                "and order of the tiles are unknown"
+            )
+        csa_normal, acq_times = slice_normal(orientation), []
+        assumed = (f"MOSAIC without its CSA Image Header Info: {images} slices from "
+                   "NumberOfImagesInMosaic, tiles assumed to run along the plane normal")
+    else:
+        try:
+            images = csareader.get_n_mosaic(csa)
+            csa_normal = csareader.get_slice_normal(csa)
+            acq_times = csa["tags"].get("MosaicRefAcqTimes", {}).get("items") or []
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SeriesError(f"{where}: MOSAIC CSA header: {exc}") from exc
     if not isinstance(images, int) or images < 1:
         raise SeriesError(f"{where}: MOSAIC CSA header has no valid NumberOfImagesInMosaic (got {images!r})")
     grid = math.isqrt(images - 1) + 1  # ceil(sqrt(images)), exactly
@@ -190,11 +223,13 @@ def mosaic_layout(
         tile_shape=(tile_rows, tile_cols),
         first_position=(float(first[0]), float(first[1]), float(first[2])),
         slice_step=(float(step[0]), float(step[1]), float(step[2])),
+        assumed=assumed,
     )
 
 
-def mosaic_slice_refs(ref: SliceRef) -> list[SliceRef]:
-    """One slice reference per tile of the mosaic instance `ref` describes.
+def mosaic_slice_refs(ref: SliceRef, notes: list[str] | None = None) -> list[SliceRef]:
+    """One slice reference per tile of the mosaic instance `ref` describes; what had to be
+    assumed about it (an anonymised mosaic) is appended to `notes`.
 
     Parameters
     ----------
@@ -231,6 +266,8 @@ def mosaic_slice_refs(ref: SliceRef) -> list[SliceRef]:
         pixel_spacing=ref.pixel_spacing,
         source=ref.path,
     )
+    if layout.assumed and notes is not None:
+        notes.append(f"{ref.path}: {layout.assumed}")
     rows, cols = layout.tile_shape
     return [
         dataclasses.replace(ref, position=layout.position(k), rows=rows, columns=cols, tile=layout.tile(k))

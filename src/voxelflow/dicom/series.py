@@ -356,6 +356,7 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
         series_rows = by_series[series_uid]
         stacks: dict[tuple[Any, ...], list[tuple[Any, SliceRef]]] = defaultdict(list)
         refused: SeriesError | None = None
+        notes: list[str] = []
         for row in series_rows:
             try:
                 if row.enhanced or (row.number_of_frames or 1) > 1 and row.image_position_patient is None:
@@ -365,7 +366,7 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
                 elif row.mosaic:
                     from .mosaic import mosaic_slice_refs  # imports this module
 
-                    row_refs = [(row, ref) for ref in mosaic_slice_refs(_slice_ref(row))]
+                    row_refs = [(row, ref) for ref in mosaic_slice_refs(_slice_ref(row), notes)]
                 else:
                     row_refs = [(row, _slice_ref(row))]
             except SeriesError as exc:
@@ -388,9 +389,17 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
         for n, key in enumerate(keys):
             pairs = sorted(stacks[key], key=lambda p: (str(p[0].path), p[1].frame or 0))
             try:
-                plans.extend(_plan_stack(series_uid, n, pairs, policy, ", ".join(reasons) or None))
+                made = _plan_stack(series_uid, n, pairs, policy, ", ".join(reasons) or None)
             except SeriesError as exc:
                 failures.append((series_uid, str(exc)))
+                continue
+            if notes:
+                assumed = Finding("mosaic_assumed", f"{len(notes)} MOSAIC file(s) read without their CSA Image "
+                                  f"Header Info ({notes[0].split(': ', 1)[-1]})", {"files": sorted({x.split(': ')[0] for x in notes})})
+                for plan in made:
+                    plan.findings.append(assumed)
+                    plan.meta["findings"].append(assumed.to_dict())
+            plans.extend(made)
     return plans, failures
 
 

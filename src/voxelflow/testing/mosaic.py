@@ -157,6 +157,7 @@ def write_mosaic_series(
     repetition_time: float = 2000.0,
     transfer_syntax: str = "explicit_le",
     csa_header: bool = True,
+    mr_header: bool = False,
     images_in_mosaic: int | None = None,
     noise: bool = True,
     series_number: int = 1,
@@ -192,7 +193,10 @@ def write_mosaic_series(
     transfer_syntax : str
         A name from ``voxelflow.testing.TRANSFER_SYNTAXES`` or a UID.
     csa_header : bool
-        Write the CSA Image Header Info; False leaves a MOSAIC a reader cannot unpack.
+        Write the CSA Image Header Info; False (alone) leaves a MOSAIC a reader cannot unpack.
+    mr_header : bool
+        Write Siemens' NumberOfImagesInMosaic (0019,xx0A, private creator "SIEMENS MR HEADER"),
+        which anonymisers that strip the CSA headers often keep.
     images_in_mosaic : int, optional
         NumberOfImagesInMosaic to write; default the slice count (another value makes a broken
         header, for tests: MosaicRefAcqTimes still lists the true slices).
@@ -308,6 +312,9 @@ def write_mosaic_series(
     interleaved = [*range(0, n, 2), *range(1, n, 2)]
     slice_times = np.empty(n)
     slice_times[interleaved] = np.arange(n) * (repetition_time / n)
+    if mr_header:
+        ds.private_block(0x0019, "SIEMENS MR HEADER", create=True).add_new(
+            0x0A, "US", n if images_in_mosaic is None else images_in_mosaic)
     if csa_header:
         block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
         block.add_new(0x08, "CS", "IMAGE NUM 4")
