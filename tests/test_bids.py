@@ -6,6 +6,9 @@ import json
 import shutil
 import subprocess
 
+import nibabel as nib
+import numpy as np
+import pydicom
 import pytest
 
 from voxelflow.cli import main
@@ -53,3 +56,61 @@ def test_no_sidecar_option(tmp_path, capsys):
     assert main(["-q", "convert", str(tmp_path / "dicom"), "-o", str(tmp_path / "out"), "--no-sidecar"]) == 0
     assert list((tmp_path / "out").glob("*.json")) == []
     assert len(list((tmp_path / "out").glob("*.nii.gz"))) == 1
+
+
+DIRECTIONS = [(0.0, None), (1000.0, (1.0, 0.0, 0.0)), (1000.0, (0.0, 0.6, 0.8)), (2000.0, (0.48, 0.6, 0.64))]
+
+
+def _dwi_series(root, orientation):
+    """A classic diffusion series (one volume per b-value / direction, told apart by Instance
+    Number only), with the standard Diffusion b-value and Gradient Orientation attributes."""
+    uid = "1.2.826.0.1.3680043.8.498.56"
+    for t, (b, g) in enumerate(DIRECTIONS):
+        info = write_series(root / str(t), shape=(6, 16, 16), modality="MR", series_uid=uid, seed=t + 1,
+                            orientation=orientation)
+        for path in info.paths:
+            ds = pydicom.dcmread(path)
+            ds.InstanceNumber += 100 * t
+            ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{t + 1}"
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.add_new(0x00189087, "FD", b)
+            if g is not None:
+                ds.add_new(0x00189089, "FD", list(g))
+            ds.save_as(path)
+
+
+def _world(bvec_rows, affine):
+    """.bvec columns back to RAS directions through the file's own affine (FSL convention)."""
+    matrix = np.asarray(affine)[:3, :3]
+    axes = matrix / np.linalg.norm(matrix, axis=0)
+    v = np.array(bvec_rows, dtype=np.float64)
+    if np.linalg.det(matrix) > 0:
+        v[0] = -v[0]
+    return axes @ v
+
+
+@pytest.mark.parametrize("orientation", ["axial", "oblique", "sagittal"])
+def test_bval_bvec_agree_with_dcm2niix(tmp_path, orientation):
+    _dwi_series(tmp_path / "dicom", orientation)
+    _dcm2niix(tmp_path / "dicom", tmp_path / "ref")
+    (v,) = convert(tmp_path / "dicom", tmp_path / "ours").volumes
+    assert v.shape == (4, 6, 16, 16)
+    stem = v.output[: -len(".nii.gz")]
+    ref_stem = str(next((tmp_path / "ref").glob("*.nii")))[: -len(".nii")]
+
+    def read(path):
+        return [[float(x) for x in line.split()] for line in open(path).read().splitlines() if line.strip()]
+
+    assert read(stem + ".bval") == read(ref_stem + ".bval") == [[b for b, _ in DIRECTIONS]]
+    ours = _world(read(stem + ".bvec"), nib.load(v.output).affine)
+    ref = _world(read(ref_stem + ".bvec"), nib.load(ref_stem + ".nii").affine)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)  # the same directions in the scanner's space
+    for t, (b, g) in enumerate(DIRECTIONS):
+        if g is not None:  # and they are the DICOM gradients (LPS) seen in RAS
+            np.testing.assert_allclose(ours[:, t], [-g[0], -g[1], g[2]], atol=1e-5)
+
+
+def test_no_bval_for_a_series_without_b_values(tmp_path):
+    write_series(tmp_path / "dicom", shape=(4, 8, 8), modality="MR")
+    convert(tmp_path / "dicom", tmp_path / "out")
+    assert list((tmp_path / "out").glob("*.bv*")) == []

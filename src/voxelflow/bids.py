@@ -2,7 +2,8 @@
 
 Research pipelines (fMRIPrep, MRtrix, BIDS validators) read acquisition parameters from this
 file, not from the NIfTI header, so ``voxelflow convert`` writes one per volume with
-dcm2niix's key names and units (seconds for times, degrees for angles). Values come from the
+dcm2niix's key names and units (seconds for times, degrees for angles), and, for a diffusion
+series, the ``.bval`` / ``.bvec`` pair FSL reads. Values come from the
 volume's first slice (geometric order); patient identifiers are never written, as dcm2niix
 leaves them out by default.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import pydicom
 from . import __version__
 from .errors import DecodeError
 
-__all__ = ["sidecar", "write_sidecar"]
+__all__ = ["bvecs", "diffusion_table", "sidecar", "write_bval_bvec", "write_sidecar"]
 
 # (BIDS key, DICOM keyword, kind): kind "s" = milliseconds in DICOM, seconds in BIDS
 _FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -123,3 +125,93 @@ def write_sidecar(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, target)
     return target
+
+
+def _diffusion_of(ds: Any, frame: int | None) -> tuple[float, tuple[float, float, float] | None] | None:
+    """(b-value, gradient direction in LPS or None) of one image from the standard attributes:
+    Diffusion b-value (0018,9087) and Diffusion Gradient Orientation (0018,9089), top level
+    or, for an enhanced frame, in its MR Diffusion Sequence."""
+    source = ds
+    if frame is not None:
+        frames = ds.get("PerFrameFunctionalGroupsSequence") or []
+        shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
+        for item in ((frames[frame] if frame < len(frames) else None), shared):
+            if item is not None and item.get("MRDiffusionSequence"):
+                source = item.MRDiffusionSequence[0]
+                break
+    b = source.get("DiffusionBValue")
+    if b is None:
+        return None
+    try:
+        b = float(b)
+    except (TypeError, ValueError):
+        return None
+    gradient = None
+    if source.get("DiffusionGradientDirectionSequence"):
+        vector = source.DiffusionGradientDirectionSequence[0].get("DiffusionGradientOrientation")
+    else:
+        vector = source.get("DiffusionGradientOrientation")
+    if vector is not None and len(vector) == 3:
+        values = tuple(float(v) for v in vector)
+        if all(math.isfinite(v) for v in values) and any(values):
+            gradient = values  # type: ignore[assignment]
+    return (b if math.isfinite(b) else 0.0), gradient
+
+
+def diffusion_table(first_slices: Sequence[tuple[str, int | None]]) -> list[tuple[float, tuple[float, float, float] | None]] | None:
+    """The b-value and gradient of each volume of a 4-D series, from the first slice
+    ``(path, frame)`` of each; None unless every volume has a b-value (not a DWI series)."""
+    table = []
+    cache: dict[str, Any] = {}
+    for path, frame in first_slices:
+        if path not in cache:
+            try:
+                cache[path] = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            except Exception:  # noqa: BLE001 - no table rather than a failed conversion
+                return None
+        found = _diffusion_of(cache[path], frame)
+        if found is None:
+            return None
+        table.append(found)
+    return table
+
+
+def bvecs(table: Sequence[tuple[float, tuple[float, float, float] | None]], nifti_affine: Any) -> list[tuple[float, float, float]]:
+    """Each gradient in the voxel axes of the NIfTI file whose affine (RAS) is given, in FSL's
+    convention (the first axis negated when the affine's determinant is positive), as dcm2niix
+    writes .bvec files. b = 0 or no gradient: (0, 0, 0)."""
+    import numpy as np
+
+    matrix = np.asarray(nifti_affine, dtype=np.float64)[:3, :3]
+    axes = matrix / np.linalg.norm(matrix, axis=0)
+    flip = np.linalg.det(matrix) > 0
+    out = []
+    for b, gradient in table:
+        if not b or gradient is None:
+            out.append((0.0, 0.0, 0.0))
+            continue
+        g = np.asarray(gradient, dtype=np.float64)
+        g = g / np.linalg.norm(g)
+        v = axes.T @ np.array([-g[0], -g[1], g[2]])  # LPS -> RAS, then onto the voxel axes
+        if flip:
+            v[0] = -v[0]
+        out.append(tuple(float(round(x, 6)) + 0.0 for x in v))  # type: ignore[misc]
+    return out
+
+
+def write_bval_bvec(stem: str | os.PathLike[str], table: Sequence[tuple[float, tuple[float, float, float] | None]],
+                    nifti_affine: Any) -> tuple[Path, Path]:
+    """``stem.bval`` (one line of b-values) and ``stem.bvec`` (three lines: x, y, z) as FSL
+    and dcm2niix write them, atomically."""
+    stem = Path(stem)
+    vectors = bvecs(table, nifti_affine)
+    bval = " ".join(f"{b:g}" for b, _ in table) + "\n"
+    bvec = "".join(" ".join(f"{v[axis]:g}" for v in vectors) + "\n" for axis in range(3))
+    paths = []
+    for suffix, text in ((".bval", bval), (".bvec", bvec)):
+        target = stem.with_name(stem.name + suffix)
+        tmp = target.with_name(f".{target.name}.partial")
+        tmp.write_text(text)
+        os.replace(tmp, target)
+        paths.append(target)
+    return paths[0], paths[1]

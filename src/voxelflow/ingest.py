@@ -163,9 +163,7 @@ def convert(
             volume = build_volume(plan, backend=backend)
             path = volume.to_nifti(out / name)
             if sidecar:
-                from .bids import sidecar as bids_sidecar, write_sidecar
-
-                write_sidecar(out / name.replace(".nii.gz", ".json"), bids_sidecar(plan.geometry.slices[0].path))
+                _write_sidecars(out / name, plan, volume)
             if progress is not None:
                 progress(1, 1)
         except VoxelflowError as exc:
@@ -174,6 +172,22 @@ def convert(
         report.volumes.append(_result(plan.key, volume.shape, volume.affine, volume.meta, "written", str(path)))
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _write_sidecars(nifti: Path, plan: Any, volume: Any) -> None:
+    """The BIDS JSON beside `nifti`, and for a diffusion series its .bval / .bvec."""
+    from .bids import diffusion_table, sidecar, write_bval_bvec, write_sidecar
+
+    stem = str(nifti)[: -len(".nii.gz")]
+    slices = plan.geometry.slices
+    write_sidecar(stem + ".json", sidecar(slices[0].path))
+    if len(volume.shape) == 4:
+        nz = volume.shape[1]
+        table = diffusion_table([(s.path, s.frame) for s in slices[::nz]])
+        if table is not None:
+            import nibabel as nib
+
+            write_bval_bvec(stem, table, nib.load(nifti).affine)
 
 
 def _nifti_name(plan: Any) -> str:
