@@ -208,3 +208,46 @@ def test_enhanced_frames_of_different_kinds_become_separate_volumes(tmp_path):
     np.testing.assert_array_equal(by_component["MAGNITUDE"], info.volume)
     np.testing.assert_array_equal(by_component["PHASE"], (info.volume // 3 + 7).astype(info.volume.dtype))
     assert {store.open(v.key).meta["split_reason"] for v in report.volumes} == {"image type"}
+
+
+@pytest.mark.parametrize("tilt", [12.0, -20.0])
+def test_tilt_correction_keeps_every_pixel_where_it_lies(tmp_path, tilt):
+    """tilt='correct': each corrected voxel holds the tilted series' value at the same point in
+    space (scipy's linear interpolation of the kept slices as the oracle), on a grid grown so no
+    slice loses a pixel; the grid is dcm2niix's (its _Tilt_1 file: same shape)."""
+    from scipy.ndimage import map_coordinates
+
+    from voxelflow.dicom.scan import scan
+    from voxelflow.dicom.series import GeometryPolicy, build_volume, plan_volumes
+
+    write_series(tmp_path / "dicom", shape=(12, 24, 24), gantry_tilt=tilt, spacing=(2.5, 0.7, 0.7))
+    rows = scan(tmp_path / "dicom").rows
+    (keep,), _ = plan_volumes(rows, GeometryPolicy(tilt="keep"))
+    (fixed,), _ = plan_volumes(rows, GeometryPolicy(tilt="correct"))
+    kept, corrected = build_volume(keep), build_volume(fixed)
+    original, values = kept.to_numpy().astype(np.float64), corrected.to_numpy().astype(np.float64)
+    inverse = np.linalg.inv(kept.affine)
+    k, j, i = np.meshgrid(*(np.arange(n) for n in values.shape), indexing="ij")
+    world = corrected.affine @ np.stack([k.ravel(), j.ravel(), i.ravel(), np.ones(k.size)])
+    source = inverse @ world  # where each corrected voxel lies in the tilted series
+    np.testing.assert_allclose(source[0], k.ravel(), atol=1e-6)  # the same slice
+    eps = 1e-6
+    inside = ((source[1] >= -eps) & (source[1] <= original.shape[1] - 1 + eps)
+              & (source[2] >= -eps) & (source[2] <= original.shape[2] - 1 + eps))
+    coords = np.stack([np.rint(source[0]), np.clip(source[1], 0, original.shape[1] - 1),
+                       np.clip(source[2], 0, original.shape[2] - 1)])
+    expected = map_coordinates(original, coords, order=1)
+    got = values.ravel()
+    assert np.abs(got[inside] - expected[inside]).max() <= 0.5 + 1e-9  # rounded to the stored integers
+    assert (got[~inside] == original.min()).all()
+    # no pixel of any tilted slice falls outside the corrected grid
+    k0, j0, i0 = np.meshgrid(*(np.arange(n) for n in original.shape), indexing="ij")
+    back = np.linalg.inv(corrected.affine) @ kept.affine @ np.stack([k0.ravel(), j0.ravel(), i0.ravel(), np.ones(k0.size)])
+    assert back[1].min() >= -1e-6 and back[1].max() <= values.shape[1] - 1 + 1e-6
+    dcm2niix = shutil.which("dcm2niix")
+    assert dcm2niix
+    (tmp_path / "ref").mkdir()
+    subprocess.run([dcm2niix, "-z", "n", "-b", "n", "-o", str(tmp_path / "ref"), "-f", "ref", str(tmp_path / "dicom")],
+                   check=True, capture_output=True, timeout=120)
+    (tilted,) = (tmp_path / "ref").glob("*_Tilt_1.nii")
+    assert sorted(nib.load(tilted).shape) == sorted(values.shape)

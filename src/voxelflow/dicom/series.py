@@ -680,7 +680,11 @@ def _normal(affine: np.ndarray) -> np.ndarray:
 
 
 def _correct_tilt(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Shift each slice in-plane so the slice axis becomes the normal (linear interpolation)."""
+    """Shift each slice in-plane so the slice axis becomes the normal (linear interpolation).
+
+    The grid grows along the drift so that every slice keeps all of its pixels (as dcm2niix's
+    tilt correction does): a slice shifted by k rows needs k rows more, never a cropped image.
+    """
     normal = -_normal(affine) if float(_normal(affine) @ affine[:3, 0]) < 0 else _normal(affine)
     step = affine[:3, 0]
     along = float(step @ normal)
@@ -689,20 +693,33 @@ def _correct_tilt(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np
     row_axis = affine[:3, 2] / np.linalg.norm(affine[:3, 2])
     dj = float(shear @ col_axis) / np.linalg.norm(affine[:3, 1])  # rows of drift per slice
     di = float(shear @ row_axis) / np.linalg.norm(affine[:3, 2])
-    out = np.empty(array.shape, np.float32)
     nz, ny, nx = array.shape[-3:]
-    jj, ii = np.meshgrid(np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64), indexing="ij")
+    # a pixel (k, j, i) lies at origin + k*step + j*col + i*row = origin + k*along*normal +
+    # (j + k*dj)*col + (i + k*di)*row: on the orthogonal grid it is at (k, j + k*dj, i + k*di),
+    # so output (k, J, I) samples input (k, J - k*dj, I - k*di), and slice k covers J in
+    # [k*dj, ny-1 + k*dj]: the grid spans the union over k
+    spans = []
+    for drift, n in ((dj, ny), (di, nx)):
+        total = (nz - 1) * drift
+        lo = math.floor(min(0.0, total) + 1e-6)
+        hi = math.ceil(max(n - 1.0, n - 1.0 + total) - 1e-6)
+        spans.append((lo, hi - lo + 1))
+    (j0, ny_out), (i0, nx_out) = spans
+    out = np.empty((*array.shape[:-2], ny_out, nx_out), np.float32)
+    jj, ii = np.meshgrid(np.arange(j0, j0 + ny_out, dtype=np.float64), np.arange(i0, i0 + nx_out, dtype=np.float64),
+                         indexing="ij")
+    fill = float(array.min()) if array.size else 0.0
     for k in range(nz):
-        # output voxel (k, j, i) on the orthogonal grid lies at input (k, j + k*dj, i + k*di)
-        out[..., k, :, :] = _bilinear(array[..., k, :, :], jj + k * dj, ii + k * di)
+        out[..., k, :, :] = _bilinear(array[..., k, :, :], jj - k * dj, ii - k * di, fill)
     fixed = affine.copy()
     fixed[:3, 0] = along * normal
+    fixed[:3, 3] = affine[:3, 3] + j0 * affine[:3, 1] + i0 * affine[:3, 2]
     if array.dtype.kind != "f":
         out = np.rint(out).astype(array.dtype)
     return out, fixed
 
 
-def _bilinear(img: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray:
+def _bilinear(img: np.ndarray, j: np.ndarray, i: np.ndarray, fill: float) -> np.ndarray:
     ny, nx = img.shape[-2:]
     j0 = np.clip(np.floor(j).astype(int), 0, ny - 1)
     i0 = np.clip(np.floor(i).astype(int), 0, nx - 1)
@@ -713,4 +730,5 @@ def _bilinear(img: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray:
     inside = (j >= 0) & (j <= ny - 1) & (i >= 0) & (i <= nx - 1)
     value = (img[..., j0, i0] * (1 - wj) * (1 - wi) + img[..., j0, i1] * (1 - wj) * wi
              + img[..., j1, i0] * wj * (1 - wi) + img[..., j1, i1] * wj * wi)
-    return np.where(inside, value, img.min())
+    # outside the slice: the series' lowest value (air), the same for every slice
+    return np.where(inside, value, fill)
