@@ -108,6 +108,24 @@ def _rescale(slope: Any, intercept: Any, invalid: Any, where: str) -> tuple[floa
     return out[0], out[1]
 
 
+def _spacing_between_slices(path: str) -> float | None:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SpacingBetweenSlices"])
+        value = float(ds.SpacingBetweenSlices) if "SpacingBetweenSlices" in ds else None
+    except Exception:  # noqa: BLE001 - an unreadable value leaves the thickness as the step
+        return None
+    return value if value is not None and math.isfinite(value) and value > 0 else None
+
+
+def _thickness(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _rounded(values: Any, ndigits: int) -> tuple[float, ...]:
     return tuple(round(float(v), ndigits) for v in (values or ()))
 
@@ -143,8 +161,94 @@ def _slice_ref(row: Any) -> SliceRef:
         sop_instance_uid=str(_get(row, "sop_instance_uid", "")),
         instance_number=_get(row, "instance_number"),
         rescale=_rescale(row.rescale_slope, row.rescale_intercept, row.invalid, str(row.path)),
+        thickness=row.slice_thickness,
         temporal_key=_temporal_key(row),
     )
+
+
+def _has_frame_groups(row: Any) -> bool:
+    """Whether an enhanced instance has per-frame functional groups to place its frames by
+    (some writers label a plain multi-frame file with an enhanced SOP class)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(row.path, stop_before_pixels=True, specific_tags=["PerFrameFunctionalGroupsSequence"])
+    except Exception:  # noqa: BLE001 - the enhanced path reports an unreadable file itself
+        return True
+    return bool(ds.get("PerFrameFunctionalGroupsSequence"))
+
+
+def _frame_step(row: Any) -> float:
+    spacing = _spacing_between_slices(str(row.path))
+    if spacing is None and row.slice_thickness is not None and math.isfinite(row.slice_thickness) and row.slice_thickness > 0:
+        spacing = float(row.slice_thickness)
+    return spacing or 1.0
+
+
+def _frame_refs(row: Any) -> list[SliceRef]:
+    """The frames of a plain multi-frame instance that has a position and orientation (RT
+    Dose, NM, a US or XA volume): frame f lies at its Grid Frame Offset Vector entry along the
+    normal where the file lists one per frame (PS3.3 C.8.8.3.2), else f slice steps along."""
+    import pydicom
+
+    base = _slice_ref(row)
+    frames = int(row.number_of_frames)
+    offsets = None
+    try:
+        ds = pydicom.dcmread(row.path, stop_before_pixels=True, specific_tags=["GridFrameOffsetVector"])
+        vector = ds.get("GridFrameOffsetVector")
+        if vector is not None and len(vector) == frames:
+            offsets = [float(v) for v in vector]
+    except Exception:  # noqa: BLE001 - without offsets the frames are one slice step apart
+        offsets = None
+    if offsets is None or not all(math.isfinite(v) for v in offsets):
+        step = _frame_step(row)
+        offsets = [f * step for f in range(frames)]
+    normal = slice_normal(base.orientation)
+    origin = np.asarray(base.position, dtype=np.float64)
+    return [
+        replace(base, frame=f, instance_number=f, position=tuple(float(v) for v in origin + offsets[f] * normal))
+        for f in range(frames)
+    ]
+
+
+def _assumed_refs(rows: list[Any]) -> list[tuple[Any, SliceRef]]:
+    """Images without Image Position / Orientation (Patient) (secondary captures, ultrasound,
+    anonymised files), placed as dcm2niix places them: axial (or their own orientation),
+    the stack centred on the origin, files in Instance Number order and each file's frames in
+    turn, one slice step (Spacing Between Slices, Slice Thickness, else 1 mm) apart."""
+    ordered = sorted(rows, key=lambda r: (r.instance_number if r.instance_number is not None else 0, str(r.path)))
+    first = ordered[0]
+    if first.image_orientation_patient is not None:
+        orientation = tuple(float(v) for v in first.image_orientation_patient)
+        normal = slice_normal(orientation)
+    else:  # axial, as dcm2niix takes such images
+        orientation = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+        normal = slice_normal(orientation)
+    spacing = tuple(float(v) for v in (first.pixel_spacing or (1.0, 1.0)))
+    if not all(math.isfinite(v) and v > 0 for v in spacing) or len(spacing) != 2:
+        spacing = (1.0, 1.0)  # a Pixel Spacing of 0 (seen in the wild) says nothing: 1 mm, as dcm2niix
+    step = _frame_step(first)
+    slices = [(row, f if (row.number_of_frames or 1) > 1 else None) for row in ordered
+              for f in range(int(row.number_of_frames or 1))]
+    iop = np.asarray(orientation)
+    row_dir, col_dir = iop[:3], iop[3:]
+    out = []
+    for k, (row, frame) in enumerate(slices):
+        if row.rows is None or row.columns is None:
+            raise SeriesError(f"{row.path}: no Rows / Columns")
+        centre = (-(row.columns - 1) / 2 * spacing[1] * row_dir - (row.rows - 1) / 2 * spacing[0] * col_dir
+                  + (k - (len(slices) - 1) / 2) * step * normal)
+        ref = SliceRef(
+            path=str(row.path), frame=frame, position=tuple(float(v) for v in centre), orientation=orientation,  # type: ignore[arg-type]
+            pixel_spacing=spacing,  # type: ignore[arg-type]
+            rows=int(row.rows), columns=int(row.columns), sop_instance_uid=str(_get(row, "sop_instance_uid", "")),
+            instance_number=k,
+            rescale=_rescale(row.rescale_slope, row.rescale_intercept, row.invalid, str(row.path)),
+            temporal_key=(-math.inf, -math.inf, -math.inf, "", float(k)), thickness=step,
+        )
+        out.append((row, ref))
+    return out
 
 
 def _first_item(ds: Any, keyword: str) -> Any:
@@ -218,6 +322,7 @@ def _enhanced_refs(row: Any) -> list[tuple[Any, SliceRef]]:
         position = _frame_value(shared, item, "PlanePositionSequence", "ImagePositionPatient")
         orientation = _frame_value(shared, item, "PlaneOrientationSequence", "ImageOrientationPatient")
         spacing = _frame_value(shared, item, "PixelMeasuresSequence", "PixelSpacing")
+        thickness = _frame_value(shared, item, "PixelMeasuresSequence", "SliceThickness")
         if position is None or orientation is None:
             raise SeriesError(f"{row.path}: frame {f} has no plane position/orientation")
         slope = _frame_value(shared, item, "PixelValueTransformationSequence", "RescaleSlope")
@@ -258,6 +363,7 @@ def _enhanced_refs(row: Any) -> list[tuple[Any, SliceRef]]:
                 sop_instance_uid=str(row.sop_instance_uid),
                 instance_number=f,
                 rescale=_rescale(slope, intercept, (), f"{row.path} frame {f}"),
+                thickness=_thickness(thickness),
                 # (temporal position, trigger time, acquisition, acquisition time, instance) as for
                 # classic files; echo and b-value repeats of a position sort by the spare slots
                 temporal_key=(_num(temporal), _num(echo), _num(bvalue), "", float(f)),
@@ -357,12 +463,16 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
         stacks: dict[tuple[Any, ...], list[tuple[Any, SliceRef]]] = defaultdict(list)
         refused: SeriesError | None = None
         notes: list[str] = []
+        unplaced: list[Any] = []  # images without a position: placed once the series is known
         for row in series_rows:
             try:
-                if row.enhanced or (row.number_of_frames or 1) > 1 and row.image_position_patient is None:
+                if row.enhanced and _has_frame_groups(row):
                     row_refs = _enhanced_refs(row)
                 elif row.image_position_patient is None or row.image_orientation_patient is None:
-                    raise SeriesError(f"{row.path}: no Image Position/Orientation (Patient)")
+                    unplaced.append(row)
+                    continue
+                elif (row.number_of_frames or 1) > 1:
+                    row_refs = [(row, ref) for ref in _frame_refs(row)]
                 elif row.mosaic:
                     from .mosaic import mosaic_slice_refs  # imports this module
 
@@ -377,6 +487,22 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
                 continue
             for frame_row, ref in row_refs:
                 stacks[_split_key(frame_row, ref)].append((frame_row, ref))
+        assumed_geometry = None
+        if unplaced and refused is None:
+            try:
+                placed = _assumed_refs(unplaced)
+            except SeriesError as exc:
+                failures.append((series_uid, str(exc)))
+                placed = []
+            for frame_row, ref in placed:
+                stacks[_split_key(frame_row, ref)].append((frame_row, ref))
+            if placed:
+                assumed_geometry = Finding(
+                    "assumed_geometry",
+                    f"{len(unplaced)} file(s) without Image Position/Orientation (Patient): placed as dcm2niix places "
+                    "them (axial, centred on the origin, in Instance Number order, one slice thickness or 1 mm apart)",
+                    {"files": sorted(str(r.path) for r in unplaced)},
+                )
         if refused is not None:
             failures.append((series_uid, f"series refused: {refused}"))
             continue
@@ -393,6 +519,10 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
             except SeriesError as exc:
                 failures.append((series_uid, str(exc)))
                 continue
+            if assumed_geometry is not None:
+                for plan in made:
+                    plan.findings.append(assumed_geometry)
+                    plan.meta["findings"].append(assumed_geometry.to_dict())
             if notes:
                 assumed = Finding("mosaic_assumed", f"{len(notes)} MOSAIC file(s) read without their CSA Image "
                                   f"Header Info ({notes[0].split(': ', 1)[-1]})", {"files": sorted({x.split(': ')[0] for x in notes})})
@@ -462,6 +592,12 @@ def _plan_stack(
 ) -> list[VolumePlan]:
     # repeated positions are a 4-D axis, an acquisition split, or exact copies; never slices
     # silently dropped: anything else refuses the series
+    if len(pairs) == 1 and pairs[0][1].frame is None and pairs[0][1].tile is None:
+        # one slice: its step is Spacing Between Slices where given (as dcm2niix takes it),
+        # else its thickness; the scan keeps no spacing, so it is read here, for this file only
+        spacing = _spacing_between_slices(pairs[0][1].path)
+        if spacing is not None:
+            pairs = [(pairs[0][0], replace(pairs[0][1], thickness=spacing))]
     geometry = analyse_stack([ref for _, ref in pairs])
     codes = {f.code for f in geometry.findings}
     copies: list[str] = []

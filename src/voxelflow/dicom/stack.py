@@ -9,6 +9,8 @@ Findings carry a stable ``code`` and magnitudes, so a cohort pipeline can filter
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +61,7 @@ class SliceRef:
     rescale: tuple[float, float] = (1.0, 0.0)
     temporal_key: tuple[Any, ...] = ()  # what distinguishes repeats of a position (time, b-value ...)
     dimension_index: tuple[int, ...] = ()
+    thickness: float | None = None  # Slice Thickness, mm: the step of a one-slice stack
     # a tile of a Siemens MOSAIC frame: (first row, first column, rows, columns); rows and
     # columns above are then the tile's
     tile: tuple[int, int, int, int] | None = None
@@ -179,7 +182,10 @@ def analyse_stack(slices: list[SliceRef]) -> StackGeometry:
             )
         grid = np.concatenate([[0], np.cumsum(np.rint(steps / smallest).astype(int))]) if missing else np.arange(nz)
     else:
-        step = normal.copy()
+        # one slice: no step between positions; its thickness, as dcm2niix takes it (1 mm
+        # when the file gives none)
+        thickness = z_first[0].thickness
+        step = normal * (thickness if thickness is not None and math.isfinite(thickness) and thickness > 0 else 1.0)
         grid = np.arange(nz)
     affine = affine_from_dicom(ref.orientation, z_first[0].position, ref.pixel_spacing, step)
 
