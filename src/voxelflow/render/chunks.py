@@ -13,39 +13,35 @@ The chunks found are read (in parallel: decompression releases the GIL) into a z
 array over the bounding box. Untouched chunks are never read and their pages never written:
 ``numpy.zeros`` of a large array maps zero pages lazily, so memory grows with what is read.
 
-For the codec chains voxelflow's store writes (bytes, then blosc, zstd or nothing) the chunks'
-bytes are fetched through zarr's store in one batch and decoded here, each thread into one
-reused chunk buffer: zarr's own read decodes every chunk into a fresh buffer and copies it
+For the codec chains voxelflow's store writes (bytes, then blosc, zstd or nothing, then crc32c)
+the chunks' bytes are fetched through zarr's store in one batch and decoded by the store's one
+checked chunk reader (:mod:`voxelflow.store.checked_store`), each thread into one reused chunk
+buffer: zarr's own read decodes every chunk into a fresh buffer and copies it
 through another, and on first touch those pages cost more than the decoding (measured: an
 oblique 512 x 512 plane reading 132 chunks of 64^3 int16, blosc-lz4, 2 threads: 47 ms against
-85-290 ms through zarr). Decoding here also checks each chunk's size against its header, so
-a truncated chunk raises :class:`~voxelflow.errors.CorruptChunkError` instead of decoding
-past its end. Any other chain (sharding, filters, zarr v2) is read by zarr.
+85-290 ms through zarr). That reader checks each chunk (checksum, header sizes) before its
+codec runs, so a truncated or altered chunk raises :class:`~voxelflow.errors.CorruptChunkError`
+naming it instead of decoding past its end. Any other chain (sharding, filters, zarr v2) is
+read by zarr.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import struct
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from .._threads import get_num_threads
-from ..errors import CorruptChunkError
+from ..store.checked_store import chunk_reader
 
 __all__ = ["Region", "parallelepiped", "read_region", "touched_chunks"]
 
 # Slack on the separating-axis comparisons: a chunk that merely grazes the sheet is read, never
 # the other way round.
 _EPS = 1e-6
-
-# The blosc (1.x) chunk header: version, codec version, flags, type size, then the decoded size,
-# the block size and the compressed size including this header (uint32, little-endian).
-_BLOSC_HEADER = struct.Struct("<4B3I")
 
 # Chunks fetched per batch: their compressed bytes are held until decoded.
 _BATCH = 256
@@ -165,80 +161,13 @@ def _read_concurrently(
     return True
 
 
-def _zstd_content_size(raw: np.ndarray) -> int | None:
-    """The decoded size a zstd frame's header declares (RFC 8878, 3.1.1.1), None if absent."""
-    if raw.size < 6 or int.from_bytes(raw[:4].tobytes(), "little") != 0xFD2FB528:
-        raise ValueError("not a zstd frame")
-    descriptor = int(raw[4])
-    single_segment = (descriptor >> 5) & 1
-    at = 5 + (1 - single_segment) + (0, 1, 2, 4)[descriptor & 3]
-    width = (single_segment, 2, 4, 8)[descriptor >> 6]
-    if width == 0:
+def _chunk_decoder(array: Any) -> Any:
+    """The store's checked chunk reader for `array`
+    (:func:`voxelflow.store.checked_store.chunk_reader`), None where zarr must decode it
+    (other codec chains, and arrays that are not 3-D: regions index three axes)."""
+    if len(getattr(array, "shape", ())) != 3:
         return None
-    if raw.size < at + width:
-        raise ValueError("its zstd frame header is cut short")
-    return int.from_bytes(raw[at : at + width].tobytes(), "little") + (256 if width == 2 else 0)
-
-
-def _chunk_decoder(array: Any) -> tuple[Callable[[np.ndarray, np.ndarray], None], np.dtype] | None:
-    """(decode, stored dtype) for a zarr v3 array whose codecs are bytes then blosc, zstd or
-    nothing, else None. ``decode(raw, out)`` fills the flat chunk buffer `out` (of the stored
-    dtype) from the chunk's bytes `raw` (uint8), or raises ValueError saying why it cannot."""
-    metadata = getattr(array, "metadata", None)
-    if getattr(metadata, "zarr_format", None) != 3 or len(getattr(array, "shape", ())) != 3:
-        return None
-    try:
-        import numcodecs.blosc
-        import numcodecs.zstd
-        from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
-    except ImportError:
-        return None
-    codecs = tuple(metadata.codecs)
-    if not 1 <= len(codecs) <= 2 or not isinstance(codecs[0], BytesCodec):
-        return None
-    dtype = np.dtype(array.dtype)
-    if dtype.kind not in "biuf":
-        return None
-    endian = getattr(codecs[0].endian, "value", None)
-    if dtype.itemsize > 1:
-        dtype = dtype.newbyteorder("<" if endian != "big" else ">")
-    compressor = codecs[1] if len(codecs) == 2 else None
-    zstd_codec = numcodecs.zstd.Zstd()
-
-    def plain(raw: np.ndarray, out: np.ndarray) -> None:
-        if raw.size != out.nbytes:
-            raise ValueError(f"{raw.size} bytes, expected {out.nbytes}")
-        out.view(np.uint8)[:] = raw
-
-    def blosc(raw: np.ndarray, out: np.ndarray) -> None:
-        if raw.size < _BLOSC_HEADER.size:
-            raise ValueError(f"{raw.size} bytes, shorter than a blosc header")
-        *_, nbytes, _, cbytes = _BLOSC_HEADER.unpack_from(raw)
-        # blosc 1 decodes without knowing the buffer's length: a truncated chunk would be read
-        # past its end
-        if cbytes != raw.size or nbytes != out.nbytes:
-            raise ValueError(
-                f"{raw.size} bytes; its blosc header says {cbytes} bytes decoding to {nbytes}, "
-                f"expected {out.nbytes}"
-            )
-        numcodecs.blosc.decompress(raw, out)
-
-    def zstd(raw: np.ndarray, out: np.ndarray) -> None:
-        size = _zstd_content_size(raw)
-        if size is None:  # not in the frame header: decode, then compare
-            plain(np.frombuffer(zstd_codec.decode(raw), np.uint8), out)
-            return
-        if size != out.nbytes:
-            raise ValueError(f"its zstd frame decodes to {size} bytes, expected {out.nbytes}")
-        zstd_codec.decode(raw, out=out)
-
-    if compressor is None:
-        return plain, dtype
-    if isinstance(compressor, BloscCodec):
-        return blosc, dtype
-    if isinstance(compressor, ZstdCodec):
-        return zstd, dtype
-    return None
+    return chunk_reader(array)
 
 
 def _read_decoded(
@@ -249,41 +178,34 @@ def _read_decoded(
     threads: int,
 ) -> bool:
     """Read chunks `index` of a zarr v3 array into `data` at `boxes`, fetching their bytes in
-    batches on zarr's event loop and decoding them in `threads` threads; False where the
-    array's codecs are not ones :func:`_chunk_decoder` knows (the caller then asks zarr)."""
-    found = _chunk_decoder(array)
-    if found is None:
+    batches on zarr's event loop and decoding them (the store's checked decoder,
+    :class:`voxelflow.store.checked_store.ChunkReader`) in `threads` threads; False where the
+    array's codecs are not ones it decodes (the caller then asks zarr)."""
+    reader = _chunk_decoder(array)
+    if reader is None:
         return False
     try:
         from zarr.core.buffer import default_buffer_prototype
         from zarr.core.sync import sync
     except ImportError:
         return False
-    decode, dtype = found
-    metadata = array.metadata
-    chunks = np.array(array.chunks[-3:], dtype=np.int64)
+    dtype = reader.layout.dtype
+    chunks = np.array(reader.layout.chunks[-3:], dtype=np.int64)
     prototype = default_buffer_prototype()
-    keys = [metadata.encode_chunk_key(tuple(int(v) for v in chunk)) for chunk in index]
+    indices = [tuple(int(v) for v in chunk) for chunk in index]
+    fill_value = array.metadata.fill_value
 
     async def fetch(first: int, last: int) -> list[Any]:
-        paths = (array.store_path / key for key in keys[first:last])
-        return await asyncio.gather(*(path.get(prototype=prototype) for path in paths))
+        return await asyncio.gather(*(reader.fetch(i, prototype) for i in indices[first:last]))
 
     def place(raw: list[Any], first: int, part: range, out: np.ndarray) -> None:
         block = out.reshape(tuple(chunks))
         for n in part:
             source, target = boxes[first + n]
-            if raw[n] is None:  # an absent chunk is fill values, as zarr reads it
-                data[target] = metadata.fill_value
+            if raw[n] is None:  # an absent chunk of a plain zarr array is fill values
+                data[target] = fill_value
                 continue
-            try:
-                decode(raw[n].as_numpy_array(), out)
-            except (ValueError, RuntimeError) as error:
-                chunk = tuple(int(v) for v in index[first + n])
-                raise CorruptChunkError(
-                    f"{array.store_path}: chunk {chunk} (key {keys[first + n]!r}) does not "
-                    f"decode to {tuple(int(c) for c in chunks)} {dtype.name}: {error}"
-                ) from error
+            reader.decode(indices[first + n], raw[n], out)
             origin = index[first + n] * chunks
             inside = tuple(slice(s.start - int(o), s.stop - int(o)) for s, o in zip(source, origin))
             data[target] = block[inside]

@@ -7,7 +7,8 @@
 Modules: :mod:`.volume_store` (the store), :mod:`.layout` (keys and folders),
 :mod:`.metadata` (OME-Zarr and voxelflow attributes), :mod:`.pyramid` (levels and their
 geometry), :mod:`.atomic` (staging, locks, rename), :mod:`.chunkwise` (chunk-by-chunk copies),
-:mod:`.checked_store` (missing chunks raise).
+:mod:`.checked_store` (the one checked chunk reader: missing, damaged or replaced chunks
+raise), :mod:`.integrity` (metadata validated on open).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.abc.codec import BytesBytesCodec
-from zarr.codecs import BloscCodec, ZstdCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from zarr.storage import LocalStore
 
 from .._threads import get_num_threads
@@ -30,8 +30,9 @@ from ..errors import (
 from ..progress import Progress, dask_progress
 from ..volume import StoredSource, Volume
 from . import atomic
-from .checked_store import ChunkCheckedStore, folder_identity
+from .checked_store import ChunkCheckedStore, ChunkLayout, folder_identity
 from .chunkwise import chunk_regions, copy_into, is_dask
+from .integrity import check_record, read_layouts
 from .layout import parse_key, read_node_attributes, volume_path
 from .metadata import FORMAT, axes_names, json_safe, volume_attributes
 from .pyramid import PYRAMID_TARGET, PyramidLevel, build_level, plan_pyramid, write_pyramid
@@ -353,12 +354,23 @@ class VolumeStore(Mapping[str, Volume]):
         Returns
         -------
         Volume
-            Reading a chunk whose file is missing raises :class:`MissingChunkError`.
+            Its chunks are read through the checked chunk reader
+            (:mod:`voxelflow.store.checked_store`), whatever reads them (``to_numpy``,
+            ``to_dask``, slicing, resampling, renderers): a chunk whose file is missing raises
+            :class:`MissingChunkError`; one that is truncated, altered (its crc32c checksum)
+            or not one chunk of this array raises :class:`CorruptChunkError`, each naming the
+            volume, level, chunk and file.
 
         Raises
         ------
         VolumeNotFoundError
             If no volume is stored under `key`.
+        StoreError
+            If its metadata is damaged: a ``zarr.json`` unreadable or not JSON, an attribute
+            missing or malformed, a level array missing, or the group's attributes and a level
+            array disagreeing (shape, dtype, chunk shape, number of levels, an affine not
+            finite or not invertible); the message names the file and the field
+            (:mod:`voxelflow.store.integrity`).
         IncompleteVolumeError
             If its group exists but its write never completed.
         ParameterError
@@ -381,12 +393,16 @@ class VolumeStore(Mapping[str, Volume]):
                     f"open: volume {key!r} has levels 0..{len(levels) - 1}, got level={level!r}"
                 )
             entry = levels[int(level)]
-            array = self._checked_array(folder, key, entry["path"], identity=identity)
+            where = f"volume store {self.path}: volume {key!r}"
+            layouts = read_layouts(folder, record, where)
+            array = self._checked_array(
+                folder, key, entry["path"], identity=identity, layouts=layouts
+            )
             if identity is not None and folder_identity(folder) == identity:
                 return Volume(
                     array,
                     np.asarray(entry["affine"], dtype=np.float64),
-                    record["meta"],
+                    record.get("meta", {}),
                     source=StoredSource(self, key, int(level), len(levels)),
                 )
         raise VolumeChangedError(
@@ -463,20 +479,40 @@ class VolumeStore(Mapping[str, Volume]):
             raise StoreError(f"volume store {self.path}: opened read-only")
 
     def _checked_array(
-        self, folder: Path, key: str, path: str, *, identity: tuple[int, int] | None = None
+        self,
+        folder: Path,
+        key: str,
+        path: str,
+        *,
+        identity: tuple[int, int] | None = None,
+        layouts: dict[str, ChunkLayout] | None = None,
     ) -> Any:
+        """A level array of the volume group in `folder`, every chunk read through the checked
+        reader (:mod:`voxelflow.store.checked_store`)."""
         store = ChunkCheckedStore(
             LocalStore(folder, read_only=True),
             volume_key=key,
             where=str(self.path),
             identity=identity,
+            layouts=layouts,
         )
-        return zarr.open_array(store, path=path, mode="r")
+        try:
+            return zarr.open_array(store, path=path, mode="r")
+        except StoreError:
+            raise
+        except (ValueError, TypeError, KeyError, FileNotFoundError) as error:
+            # zarr's own metadata parsing, past the checks of ChunkLayout.from_document
+            raise StoreError(
+                f"volume store {self.path}: volume {key!r} level array {path!r} cannot be "
+                f"opened: {type(error).__name__}: {error}"
+            ) from None
 
     def _record(self, key: str) -> dict[str, Any]:
         """The ``voxelflow`` attributes of the complete volume under `key` (a valid key)."""
-        attributes = read_node_attributes(volume_path(self.path, key))
+        folder = volume_path(self.path, key)
+        attributes = read_node_attributes(folder)
         if attributes is None:
+            _check_group_document(folder / "zarr.json", f"volume store {self.path}: {key!r}")
             raise VolumeNotFoundError(f"volume store {self.path}: no volume {key!r}")
         record = attributes.get("voxelflow")
         if not isinstance(record, dict) or record.get("type") != "volume":
@@ -491,6 +527,7 @@ class VolumeStore(Mapping[str, Volume]):
                 f"volume store {self.path}: volume {key!r} was never completed "
                 "(an interrupted write); write it again"
             )
+        check_record(record, attributes, f"volume store {self.path}: volume {key!r}")
         return record
 
     def _stored_shapes(self, key: str) -> tuple[tuple[int, ...], ...]:
@@ -570,6 +607,25 @@ class VolumeStore(Mapping[str, Volume]):
                     pending.append((Path(entry.path), key + "/"))
 
 
+def _check_group_document(document: Path, where: str) -> None:
+    """Raise StoreError where a group's ``zarr.json`` exists but is not a readable zarr v3
+    group (truncated, not JSON, not UTF-8): damage, not an absent volume."""
+    try:
+        data = document.read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return
+    except OSError as error:
+        raise StoreError(f"{where}: {document} cannot be read ({error})") from None
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError) as error:
+        raise StoreError(f"{where}: {document} is unreadable metadata, not JSON ({error})") from None
+    raise StoreError(
+        f"{where}: {document} is not a zarr v3 group document "
+        f"(node_type {body.get('node_type') if isinstance(body, dict) else None!r})"
+    )
+
+
 def _is_volume(attributes: dict[str, Any] | None) -> bool:
     record = (attributes or {}).get("voxelflow")
     return isinstance(record, dict) and record.get("type") == "volume"
@@ -595,8 +651,11 @@ def _parse_chunks(chunks: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _parse_compressor(compressor: Any) -> tuple[str, list[BytesBytesCodec] | None]:
+    # every chain ends in a crc32c checksum of the chunk's stored bytes: a flipped bit anywhere
+    # then raises CorruptChunkError on read (voxelflow.store.checked_store) rather than
+    # decoding to wrong voxels. 4 bytes a chunk; google-crc32c checks several GB/s.
     if compressor is None:
-        return "none", None
+        return "none", [Crc32cCodec()]
     if isinstance(compressor, str):
         if compressor not in COMPRESSORS:
             raise ParameterError(
@@ -604,9 +663,12 @@ def _parse_compressor(compressor: Any) -> tuple[str, list[BytesBytesCodec] | Non
                 "or a zarr bytes-to-bytes codec"
             )
         make = COMPRESSORS[compressor]
-        return compressor, None if make is None else [make()]
+        return compressor, [Crc32cCodec()] if make is None else [make(), Crc32cCodec()]
+    if isinstance(compressor, Crc32cCodec):
+        return "none", [compressor]
     if isinstance(compressor, BytesBytesCodec):
-        return str(compressor.to_dict().get("name", type(compressor).__name__)), [compressor]
+        name = str(compressor.to_dict().get("name", type(compressor).__name__))
+        return name, [compressor, Crc32cCodec()]
     raise ParameterError(
         f"write: compressor must be a name, a zarr bytes-to-bytes codec or None, got {compressor!r}"
     )
