@@ -17,7 +17,7 @@ from pydicom.uid import RLELossless
 from .. import kernels
 from ..errors import DecodeError, DecodeWarning, ParameterError
 from ..kernels import rle_status
-from .codecs import decode_with_plugin
+from .codecs import check_codestream, decode_with_plugin
 from .encapsulation import frame_fragments, parse_items
 from .palette import palette_lut
 from .pixel_info import PixelInfo, limits, pixel_info
@@ -82,20 +82,26 @@ def decode(
         if nbytes > limits.max_output_bytes:
             raise DecodeError(
                 f"decoded size {nbytes} bytes exceeds the limit of {limits.max_output_bytes} "
-                "(voxelflow.dicom.limits.max_output_bytes)",
+                "(voxelflow.dicom.limits.max_output_bytes): (0028,0010) Rows "
+                f"{info.rows} x (0028,0011) Columns {info.columns} x {info.samples} sample(s) x "
+                f"{len(indices)} frame(s) x {final_dtype.itemsize} byte(s)",
                 source=source.name,
             )
+        # everything the input can be checked for is checked before the output exists
         if info.is_native:
+            _check_native_undefined(source)
             _check_native_length(source, info)
+            prepared = None
         else:
             _check_encapsulated(source)
+            prepared = _prepare_encapsulated(source, info, indices)
 
         if lut is None:
             result = _output(out, final_shape, final_dtype)
-            _decode_stored(source, info, indices, result.reshape(len(indices), -1), backend)
+            _decode_stored(source, info, indices, result.reshape(len(indices), -1), backend, prepared)
             return result
         stored = np.empty(stored_shape, info.dtype)
-        _decode_stored(source, info, indices, stored.reshape(len(indices), -1), backend)
+        _decode_stored(source, info, indices, stored.reshape(len(indices), -1), backend, prepared)
         result = _output(out, final_shape, final_dtype)
         lut.apply(stored, result, source.name, backend)
         return result
@@ -160,6 +166,18 @@ def _check_native_length(source: PixelSource, info: PixelInfo) -> None:
         )
 
 
+def _check_native_undefined(source: PixelSource) -> None:
+    if source.undefined_length:
+        # PS3.5 A.4: only encapsulated syntaxes may leave Pixel Data's length undefined; here
+        # the value is items (or garbage), and returning its bytes would show item headers as
+        # pixels
+        raise DecodeError(
+            f"(7FE0,0010) Pixel Data has an undefined length under the uncompressed transfer "
+            f"syntax {source.transfer_syntax.name}; only encapsulated (compressed) Pixel Data may",
+            source=source.name,
+        )
+
+
 def _check_encapsulated(source: PixelSource) -> None:
     if not source.undefined_length:
         raise DecodeError(
@@ -169,13 +187,20 @@ def _check_encapsulated(source: PixelSource) -> None:
         )
 
 
-def _decode_stored(
-    source: PixelSource, info: PixelInfo, indices: list[int], out: np.ndarray, backend: str | None
-) -> None:
-    """Decode the frames `indices` into `out`, shaped (len(indices), values per frame)."""
-    if info.is_native:
-        _decode_native(source, info, indices, out, backend)
-        return
+_Prepared = tuple[bytes | memoryview, list[list[tuple[int, int]]]]
+
+
+def _prepare_encapsulated(source: PixelSource, info: PixelInfo, indices: list[int]) -> _Prepared:
+    """Frame the encapsulated value and check each requested frame against the header.
+
+    Runs before the output is allocated: an RLE fragment that cannot expand to its frame, or
+    a JPEG codestream whose size, samples or precision disagree with the data set (or that
+    lacks its end marker), is refused without allocating the frame the header announces.
+
+    Returns
+    -------
+    (buffer, fragments of every frame as (start, length))
+    """
     buf = source.read()
     enc = parse_items(buf, source.name, delimited=source.from_file)
     extended = _extended_offsets(source.ds)
@@ -187,6 +212,38 @@ def _decode_stored(
         extended=extended,
         one_fragment_per_frame=info.transfer_syntax == RLELossless,
     )
+    for f in indices:
+        if info.transfer_syntax == RLELossless:
+            _, length = groups[f][0]
+            # Annex G replicate runs turn 2 bytes into at most 128: a frame that cannot reach
+            # its decoded size is refused before anything is allocated or decoded
+            if length * 64 + 64 < info.frame_nbytes:
+                raise DecodeError(
+                    f"RLE frame of {length} bytes cannot decode to the {info.frame_nbytes} bytes "
+                    "Rows x Columns x Samples x Bits Allocated needs",
+                    source=source.name,
+                    frame=f,
+                )
+        else:
+            check_codestream(info, groups[f], buf, source.name, f)
+    return buf, groups
+
+
+def _decode_stored(
+    source: PixelSource,
+    info: PixelInfo,
+    indices: list[int],
+    out: np.ndarray,
+    backend: str | None,
+    prepared: _Prepared | None = None,
+) -> None:
+    """Decode the frames `indices` into `out`, shaped (len(indices), values per frame)."""
+    if info.is_native:
+        _decode_native(source, info, indices, out, backend)
+        return
+    if prepared is None:
+        prepared = _prepare_encapsulated(source, info, indices)
+    buf, groups = prepared
     if info.transfer_syntax == RLELossless:
         _decode_rle(source, info, indices, [groups[i] for i in indices], buf, out, backend)
     else:
@@ -297,16 +354,7 @@ def _decode_rle(
     data = np.frombuffer(buf, np.uint8)
     offsets = np.zeros(len(groups) + 1, np.int64)
     for i, group in enumerate(groups):
-        start, length = group[0]
-        # Annex G replicate runs turn 2 bytes into at most 128: a frame that cannot reach its
-        # decoded size is refused before anything is decoded
-        if length * 64 + 64 < info.frame_nbytes:
-            raise DecodeError(
-                f"RLE frame of {length} bytes cannot decode to the {info.frame_nbytes} bytes "
-                "Rows x Columns x Samples x Bits Allocated needs",
-                source=source.name,
-                frame=indices[i],
-            )
+        _, length = group[0]  # sizes were checked by _prepare_encapsulated
         offsets[i + 1] = offsets[i] + length
     src = np.empty(int(offsets[-1]), np.uint8)
     for i, group in enumerate(groups):

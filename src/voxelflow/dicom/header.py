@@ -10,9 +10,11 @@ caller falls back to pydicom, whose errors and tolerance then apply.
 
 Two outcomes are told apart: :func:`walk_header` returns None when the file needs pydicom
 (not Part 10, deflated or private transfer syntax, a VR encoding that contradicts the transfer
-syntax, very deep nesting), and raises :class:`HeaderError` when the bytes are certainly
-broken (the file ends inside an element, a length runs past the end of the file): there
-pydicom would read a silently truncated data set, or try to allocate the declared length.
+syntax), and raises :class:`HeaderError` when the bytes are certainly broken (the file ends
+inside an element, a length runs past the end of the file, a sequence holds something other
+than items or lacks its delimiter, sequences nest deeper than 128 levels, an explicit VR is two
+letters that name no VR): there pydicom would read a silently truncated data set, try to
+allocate the declared length, or recurse until the interpreter gives up.
 
 :func:`read_header` is the decoder's view: group 0028 by keyword and the Pixel Data offset.
 """
@@ -50,8 +52,11 @@ _UNDEFINED = 0xFFFFFFFF
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _FIRST_PIXEL_TAG = 0x7FE00008
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-# Deeper nesting is legal (structured reports) but rare: pydicom takes those files.
-_MAX_DEPTH = 16
+# Sequences nested deeper than this are refused: real structured reports stay far below it,
+# and pydicom would recurse until RecursionError (or, in a thread, overflow the C stack).
+# The walker's depth counter counts a sequence and its item as two steps.
+MAX_NESTING = 128
+_MAX_DEPTH = 2 * MAX_NESTING
 _CHUNK = 16384  # headers of real files fit in a few KiB
 # A deflated data set is inflated only up to its Pixel Data; a header inflating past this is
 # refused rather than followed (a deflate bomb would otherwise allocate without bound).
@@ -82,6 +87,10 @@ class HeaderError(Exception):
 
 class _Unwalkable(Exception):
     """The fast path does not handle this file; the caller uses pydicom."""
+
+
+class _Broken(Exception):
+    """Certainly broken bytes inside an undefined-length value; the caller names the element."""
 
 
 class _NeedMore(Exception):
@@ -135,6 +144,7 @@ class HeaderWalk:
     pixel_vr: str = ""
     pixel_length: int = 0
     pixel_value_offset: int = 0
+    dataset_offset: int = 0
 
 
 def _encoding(uid: str) -> tuple[UID, bool, bool] | None:
@@ -144,7 +154,8 @@ def _encoding(uid: str) -> tuple[UID, bool, bool] | None:
     except KeyError:
         pass
     ts = UID(uid)
-    if not ts.is_transfer_syntax:
+    # pydicom raises ValueError for private UIDs (it cannot tell their type)
+    if ts.is_private or not ts.is_transfer_syntax:
         # private or unknown syntaxes: pydicom decides how to read them
         result = None
     else:
@@ -280,13 +291,15 @@ def walk_header(
     -------
     HeaderWalk or None
         None when the file needs pydicom: no DICM prefix, another transfer syntax, a VR
-        encoding that contradicts it, nesting deeper than 16 levels.
+        encoding that contradicts it.
 
     Raises
     ------
     HeaderError
-        When the file ends inside an element or an element's length runs past the end of the
-        file (the message names the tag and offset).
+        When the file ends inside an element, an element's length runs past the end of the
+        file, an undefined-length sequence or item is broken (no delimiter, something other
+        than items, nesting deeper than :data:`MAX_NESTING`), or an explicit VR is unknown
+        (the message names the tag and offset).
     """
     keep = frozenset(keep)
     keep_groups = frozenset(keep_groups)
@@ -306,7 +319,8 @@ def walk_header(
         if encoding is None:
             return None
         ts, implicit, little = encoding
-        walk = HeaderWalk(ts, implicit, little, meta, deflated=ts.is_deflated)
+        walk = HeaderWalk(ts, implicit, little, meta, deflated=ts.is_deflated,
+                          dataset_offset=pos)
         if walk.deflated:
             reader = _InflatingReader(f, reader.data, pos)
         _walk_dataset(reader, pos, walk, keep, keep_groups, False)
@@ -398,6 +412,12 @@ def _walk_dataset(
             elif vr in _SHORT_VRS:
                 (length,) = u16_at(data, pos + 6)
                 value = pos + 8
+            elif vr.isalpha() and vr.isupper():
+                # two capitals where a VR belongs, but none PS3.5 defines: pydicom would guess
+                # a length encoding and read what follows wrongly
+                raise HeaderError(
+                    f"element {_tag_text(tag)} at offset {pos} has unknown VR {vr.decode('ascii')!r}"
+                )
             else:
                 raise _Unwalkable  # not explicit VR after all (pydicom copes with such files)
         first = False
@@ -421,6 +441,10 @@ def _walk_dataset(
                 try:
                     end, content_end = _skip_undefined(data, value, 0, unpack, implicit)
                     break
+                except _Broken as exc:
+                    raise HeaderError(
+                        f"undefined-length element {_tag_text(tag)} at offset {pos}: {exc}"
+                    ) from None
                 except _NeedMore:
                     if not reader.more(len(data) + 1):
                         raise HeaderError(
@@ -469,7 +493,7 @@ def _skip_undefined(
     item runs to its Item Delimitation Item. Raises _NeedMore at the end of `data`.
     """
     if depth > _MAX_DEPTH:
-        raise _Unwalkable
+        raise _Broken(f"sequences nested too deeply (more than {MAX_NESTING} levels)")
     tag_at, _, u32_at = unpack
     n = len(data)
     while True:
@@ -483,13 +507,17 @@ def _skip_undefined(
             if tag == _SEQUENCE_END or tag == _ITEM_END:
                 return value, pos
             if tag != _ITEM:
-                raise _Unwalkable
+                raise _Broken(f"{_tag_text(tag)} at offset {pos} where an item belongs")
             if length == _UNDEFINED:
                 pos = _skip_item(data, value, depth + 1, unpack, implicit)
             else:
                 pos = value + length
             continue
-        raise _Unwalkable  # a sequence holds items only
+        # a sequence holds items only: this is the data set after a missing delimiter
+        raise _Broken(
+            f"element {_tag_text(tag)} at offset {pos} where an item or the Sequence "
+            "Delimitation Item belongs (is the delimiter missing?)"
+        )
 
 
 def _skip_item(
@@ -497,7 +525,7 @@ def _skip_item(
 ) -> int:
     """Offset after an undefined-length item whose first element is at `pos`."""
     if depth > _MAX_DEPTH:
-        raise _Unwalkable
+        raise _Broken(f"sequences nested too deeply (more than {MAX_NESTING} levels)")
     tag_at, u16_at, u32_at = unpack
     n = len(data)
     while True:
@@ -508,7 +536,10 @@ def _skip_item(
         if group == 0xFFFE:
             if tag == _ITEM_END:
                 return pos + 8
-            raise _Unwalkable
+            raise _Broken(
+                f"{_tag_text(tag)} at offset {pos} inside an undefined-length item, where its "
+                "Item Delimitation Item (FFFE,E00D) belongs"
+            )
         if implicit:
             (length,) = u32_at(data, pos + 4)
             value = pos + 8
@@ -567,6 +598,8 @@ def walk_items(
                     end = _skip_item(raw, pos + 8, 1, unpack, implicit)
                 except _NeedMore:
                     raise HeaderError("a sequence item has no Item Delimitation Item") from None
+                except _Broken as exc:
+                    raise HeaderError(f"a sequence item is broken: {exc}") from None
                 content = raw[pos + 8 : end - 8]
             else:
                 end = pos + 8 + length
@@ -609,12 +642,18 @@ def read_header(f: Any, size: int) -> tuple[HeaderValues, UID, int, int, str] | 
     (values, transfer syntax, offset of the Pixel Data element, its tag, its VR) or None
         None when this file needs pydicom (not Part 10, another transfer syntax, no pixel
         data, anything unexpected). Group 0028 values come back by keyword.
+
+    Raises
+    ------
+    HeaderError
+        When the header is certainly broken (see :func:`walk_header`): falling back to
+        pydicom there would read a silently truncated data set or allocate a bogus length.
     """
     try:
         walk = walk_header(
             f, size, keep=_DECODER_TAGS, keep_groups=_DECODER_GROUPS, syntaxes=_DECODER_SYNTAXES
         )
-    except (HeaderError, struct.error, ValueError):
+    except (struct.error, ValueError):
         return None
     if walk is None or walk.pixel_offset is None:
         return None

@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 from ..errors import ParameterError
 from .header import HeaderError, walk_header, walk_items
 from .index import ROW_FIELDS, FileIssue, Index, InstanceRow
+from .pixel_info import limits
 
 __all__ = ["scan"]
 
@@ -433,6 +434,12 @@ def _row_values(
                 if items:
                     _, kind, count = _FIELDS[name]
                     put(_FIELD_INDEX[name], tag, kind, count, name, items[0])
+    frames = values[_FIELD_INDEX["number_of_frames"]]
+    if frames is not None and not 1 <= frames <= limits.max_frames:
+        # a count no decoder accepts (0, negative, 2**31): planning 2**31 frame references
+        # would exhaust memory before decode could refuse the file
+        invalid.append("number_of_frames")
+        values[_FIELD_INDEX["number_of_frames"]] = None
     image_type = values[_FIELD_INDEX["image_type"]] or ()
     values[_FIELD_INDEX["enhanced"]] = bool(enhanced)
     values[_FIELD_INDEX["mosaic"]] = any(v.upper() == "MOSAIC" for v in image_type)
@@ -488,8 +495,8 @@ def _read_file_checked(path: str, size: int, mtime_ns: int, fallback: bool) -> _
                     return ("error", path, _pixel_past_end(walk.pixel_length, left), size,
                             mtime_ns)
             try:
-                return ("row", _row_values(elements, path, size, mtime_ns,
-                                           str(walk.transfer_syntax)))
+                return _row_result(_row_values(elements, path, size, mtime_ns,
+                                               str(walk.transfer_syntax)))
             except (_NeedsPydicom, HeaderError):
                 pass  # a functional group the walker declines: pydicom reads the whole file
         return _read_with_pydicom(f, path, size, mtime_ns) if fallback else None
@@ -522,6 +529,13 @@ def _read_with_pydicom(f: BinaryIO, path: str, size: int, mtime_ns: int) -> _Res
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    from .source import _declares_deflated
+
+    if _declares_deflated(f):
+        # the walker inflates deflated data sets in bounded steps; pydicom would inflate all of
+        # one it declined (a bomb, perhaps) before reading a single element
+        return ("error", path, "deflated data set with an encoding the header reader declines",
+                size, mtime_ns)
     f.seek(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -552,7 +566,16 @@ def _read_with_pydicom(f: BinaryIO, path: str, size: int, mtime_ns: int) -> _Res
     elements = _DatasetElements(ds)
     from pydicom.uid import UID
 
-    if UID(ts).is_deflated:
+    uid = UID(ts)
+    # pydicom reads the header of any syntax, but a private or unknown one leaves the pixel
+    # data's encoding unknown (and UID's properties raise ValueError for it)
+    if uid.is_private:
+        reason = f"(0002,0010) Transfer Syntax UID {ts[:70]} is a private transfer syntax"
+        return ("error", path, reason, size, mtime_ns)
+    if not uid.is_transfer_syntax:
+        reason = f"(0002,0010) Transfer Syntax UID {ts[:70]!r} is not a known transfer syntax"
+        return ("error", path, reason, size, mtime_ns)
+    if uid.is_deflated:
         # the walker inflates deflated data sets itself; one it declined has no offsets here
         return ("error", path, "deflated data set with an encoding the header reader declines",
                 size, mtime_ns)
@@ -564,7 +587,28 @@ def _read_with_pydicom(f: BinaryIO, path: str, size: int, mtime_ns: int) -> _Res
     length, header = found
     if length != _UNDEFINED and length > size - pos - header:
         return ("error", path, _pixel_past_end(length, size - pos - header), size, mtime_ns)
-    return ("row", _row_values(elements, path, size, mtime_ns, ts))
+    return _row_result(_row_values(elements, path, size, mtime_ns, ts))
+
+
+_ROWS_AT = _FIELD_INDEX["rows"]
+_COLUMNS_AT = _FIELD_INDEX["columns"]
+_INVALID_AT = _FIELD_INDEX["invalid"]
+
+
+def _row_result(values: tuple[Any, ...]) -> _Result:
+    """A row, or an error for pixel data without a usable Rows / Columns.
+
+    Such pixel data can never be laid out, and a row without them would reach the series
+    planner, which needs both: the file is reported here, with the attribute named.
+    """
+    for at, tag, name in ((_ROWS_AT, "(0028,0010) Rows", "rows"),
+                          (_COLUMNS_AT, "(0028,0011) Columns", "columns")):
+        if values[at] is None:
+            state = "unreadable" if name in values[_INVALID_AT] else "missing"
+            reason = f"{tag} is {state}: the Pixel Data cannot be laid out"
+            return ("error", values[_FIELD_INDEX["path"]], reason,
+                    values[_FIELD_INDEX["size"]], values[_FIELD_INDEX["mtime_ns"]])
+    return ("row", values)
 
 
 def _pixel_element(head: bytes, implicit: bool, little: bool) -> tuple[int, int] | None:

@@ -20,13 +20,16 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from ..errors import DecodeError
-from .header import read_header
+from .header import HeaderError, HeaderWalk, read_header, walk_header
 
 __all__ = ["PixelSource", "open_source"]
 
 _PIXEL_TAGS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
 _UNDEFINED = 0xFFFFFFFF
+# What a deflated data set may inflate to beyond its header and the pixel bytes its Image Pixel
+# module declares (trailing elements, padding) before it is called a deflate bomb.
+_INFLATE_SLACK = 1 << 20
 
 
 @dataclass
@@ -99,10 +102,88 @@ def _transfer_syntax(ds: Any, name: str) -> UID:
         if implicit is None:
             raise DecodeError("(0002,0010) Transfer Syntax UID is missing", source=name)
         return UID("1.2.840.10008.1.2" if implicit else ("1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2"))
-    uid = UID(str(uid))
-    if not uid.is_transfer_syntax and not uid.is_private:
+    text = str(uid)
+    if len(text) > 64:
+        # garbage read as a UID (a damaged file meta): name it, do not quote all of it
+        raise DecodeError(f"(0002,0010) Transfer Syntax UID is not a UID: {text[:64]!r}...", source=name)
+    uid = UID(text)
+    if uid.is_private:
+        # pydicom cannot even tell whether a private syntax is implicit VR: nothing to decode
+        raise DecodeError(f"(0002,0010) Transfer Syntax UID {uid} is a private transfer syntax", source=name)
+    if not uid.is_transfer_syntax:
         raise DecodeError(f"(0002,0010) Transfer Syntax UID {uid} is not a known transfer syntax", source=name)
     return uid
+
+
+def _declared_pixel_bytes(walk: HeaderWalk) -> int | None:
+    """Bytes the walked Image Pixel module declares (64-bit safe: Python ints), or None."""
+    little = walk.little
+
+    def number(tag: int, default: int | None) -> int | None:
+        entry = walk.elements.get(tag)
+        if entry is None:
+            return default
+        vr, raw = entry
+        if vr == "US" and len(raw) >= 2:
+            return struct.unpack("<H" if little else ">H", raw[:2])[0]
+        try:
+            return int(raw.decode("ascii").strip(" \x00").split("\\")[0])
+        except (UnicodeDecodeError, ValueError):
+            return None
+
+    values = [number(0x00280010, None), number(0x00280011, None), number(0x00280002, 1),
+              number(0x00280100, None), number(0x00280008, 1)]
+    if any(v is None or v < 1 for v in values):
+        return None
+    rows, columns, samples, bits, frames = values  # type: ignore[misc]
+    return (rows * columns * samples * bits * frames + 7) // 8
+
+
+def _declares_deflated(f: BinaryIO) -> bool:
+    """Whether the file meta names the deflated transfer syntax (read by pydicom, guarded)."""
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
+    f.seek(0)
+    try:
+        read_preamble(f, False)
+        meta = _read_file_meta_info(f)
+        return str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian
+    except Exception:  # noqa: BLE001 - not readable as file meta: pydicom's dcmread judges
+        return False
+    finally:
+        f.seek(0)
+
+
+def _check_inflated_size(f: BinaryIO, walk: HeaderWalk, name: str) -> None:
+    """Refuse a deflated data set that inflates past what its header declares (a bomb).
+
+    pydicom inflates the whole stream into memory before parsing it; this pass inflates in
+    bounded steps, keeping nothing, so memory stays small whatever the stream holds.
+    """
+    from .pixel_info import limits
+
+    declared = _declared_pixel_bytes(walk)
+    pixel_end = walk.pixel_value_offset if walk.pixel_offset is not None else 0
+    budget = min(declared if declared is not None else 0, limits.max_output_bytes)
+    cap = pixel_end + budget + _INFLATE_SLACK
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    f.seek(walk.dataset_offset)
+    total = walk.dataset_offset
+    try:
+        while not inflater.eof:
+            chunk = inflater.unconsumed_tail or f.read(1 << 16)
+            if not chunk:
+                break
+            total += len(inflater.decompress(chunk, 1 << 20))
+            if total > cap:
+                raise DecodeError(
+                    f"the deflated data set inflates past {cap} bytes, more than its header "
+                    f"and the {budget} bytes of pixels its Image Pixel module declares "
+                    "(a deflate bomb?); not inflated further",
+                    source=name,
+                )
+    except zlib.error as exc:
+        raise DecodeError(f"the deflated data set does not inflate: {exc}", source=name) from None
 
 
 def _from_dataset(ds: Any, name: str) -> PixelSource:
@@ -142,7 +223,22 @@ def open_source(src: Any) -> PixelSource:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise DecodeError("file is empty (0 bytes)", source=name)
-        fast = read_header(f, size)
+        try:
+            fast = read_header(f, size)
+            # a file the fast reader declines goes to pydicom: the walker (any syntax) first
+            # vouches for its framing, so pydicom never meets a length past the end of the
+            # file, a sequence without its delimiter, a bomb or a 1000-deep nest
+            walk = walk_header(f, size, keep_groups={0x0028}) if fast is None else None
+        except HeaderError as exc:
+            raise DecodeError(f"broken DICOM header: {exc}", source=name) from None
+        except (struct.error, ValueError):
+            walk = None  # odd bytes the walker does not judge: pydicom's (guarded) verdict
+        if walk is not None and walk.deflated:
+            _check_inflated_size(f, walk, name)
+        elif fast is None and walk is None and _declares_deflated(f):
+            # pydicom would inflate the whole stream before reading a single element
+            raise DecodeError("deflated data set with an encoding the header reader declines; "
+                              "not inflated (its size cannot be bounded first)", source=name)
         if fast is not None:
             ds, ts, pos, _, _ = fast
             implicit, little = ts.is_implicit_VR, ts.is_little_endian
@@ -152,8 +248,11 @@ def open_source(src: Any) -> PixelSource:
                 ds = pydicom.dcmread(f, stop_before_pixels=True)
             except InvalidDicomError as exc:
                 raise DecodeError(f"not a DICOM file ({exc})", source=name) from exc
-            except (EOFError, ValueError, KeyError, struct.error, OverflowError, NotImplementedError, zlib.error) as exc:
-                raise DecodeError(f"cannot parse the DICOM header: {exc}", source=name) from exc
+            except RecursionError:
+                raise DecodeError("cannot parse the DICOM header: sequences nested too deeply", source=name) from None
+            except Exception as exc:  # noqa: BLE001 - pydicom raises anything on a damaged file
+                # (OSError "no tag to read", MemoryError for a bogus length, ValueError ...)
+                raise DecodeError(f"cannot parse the DICOM header: {type(exc).__name__}: {exc}", source=name) from None
             ts = _transfer_syntax(ds, name)
             if ts == DeflatedExplicitVRLittleEndian:
                 # the whole dataset is one zlib stream: no byte offsets to seek to
@@ -161,7 +260,7 @@ def open_source(src: Any) -> PixelSource:
                 try:
                     full = pydicom.dcmread(name)
                 except Exception as exc:  # noqa: BLE001 - pydicom raises many types on corrupt streams
-                    raise DecodeError(f"cannot inflate/parse the deflated dataset: {exc}", source=name) from exc
+                    raise DecodeError(f"cannot inflate/parse the deflated dataset: {exc}", source=name) from None
                 return _from_dataset(full, name)
             pos = f.tell()
             # pydicom reads files whose VR encoding contradicts their transfer syntax; the
