@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 __all__ = ["describe", "timed"]
@@ -22,3 +24,18 @@ def timed(benchmark: Any, fn: Callable[[], Any], bench_scale: str, rounds: int =
     if bench_scale == "full":
         return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
     return benchmark(fn)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the servers the benchmarks start bind it next)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last `lines` lines of a server's log, for an error message ("" if unreadable)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -44,7 +44,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -58,6 +57,7 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 import pytest
+from _bench import free_port, log_tail
 
 from voxelflow.ingest import ingest
 from voxelflow.store import VolumeStore
@@ -194,23 +194,10 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset) -> Itera
         yield server
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 @pytest.fixture(scope="module")
 def voxelflow_server(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset) -> Iterator[Server]:
     """`voxelflow serve` on the store."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("voxelflow-serve") / "serve.log"
     command = [sys.executable, "-m", "voxelflow", "serve", "--store", str(dataset.store),
                "--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS),
@@ -224,7 +211,7 @@ def voxelflow_server(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset)
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}:\n{_log_tail(log_path)}")
+                raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}:\n{log_tail(log_path)}")
             try:
                 with urllib.request.urlopen(url + "/dicom-web/studies", timeout=5) as response:
                     if response.status == 200:
@@ -232,7 +219,7 @@ def voxelflow_server(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset)
             except (urllib.error.URLError, OSError):
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"voxelflow serve did not answer /dicom-web/studies in {START_TIMEOUT_S:g} s:\n{_log_tail(log_path)}")
+                raise RuntimeError(f"voxelflow serve did not answer /dicom-web/studies in {START_TIMEOUT_S:g} s:\n{log_tail(log_path)}")
             time.sleep(0.2)
         yield Server("voxelflow", url, process.pid)
     finally:

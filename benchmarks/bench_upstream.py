@@ -37,7 +37,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -50,6 +49,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _bench import free_port, log_tail
 
 from voxelflow.store import VolumeStore
 from voxelflow.testing import SeriesInfo, write_series
@@ -137,19 +137,6 @@ def _orthanc_median(orthanc: OrthancServer, info: SeriesInfo, rounds: int, bench
 # -- voxelflow serve processes ---------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 @dataclass
 class Serve:
     store: Path
@@ -183,7 +170,7 @@ class Servers:
         n = len(self.started)
         store = self.root / f"store-{n}"
         VolumeStore(store)  # an empty store
-        port = _free_port()
+        port = free_port()
         log_path = self.root / f"serve-{n}.log"
         command = [sys.executable, "-m", "voxelflow", "serve", "--store", str(store), "--upstream", self.upstream,
                    "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
@@ -195,7 +182,7 @@ class Servers:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}:\n{_log_tail(log_path)}")
+                raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}:\n{log_tail(log_path)}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
                     if response.status == 200:
@@ -203,7 +190,7 @@ class Servers:
             except (urllib.error.URLError, OSError):
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"voxelflow serve did not answer /healthz in {START_TIMEOUT_S:g} s:\n{_log_tail(log_path)}")
+                raise RuntimeError(f"voxelflow serve did not answer /healthz in {START_TIMEOUT_S:g} s:\n{log_tail(log_path)}")
             time.sleep(0.1)
 
     def stop_all(self) -> None:
