@@ -113,7 +113,7 @@ def folder_identity(folder: str | os.PathLike[str]) -> tuple[int, int] | None:
     return (st.st_ino, st.st_ctime_ns)
 
 
-def _positive_ints(value: Any, name: str, where: str, *, zero: bool = False) -> tuple[int, ...]:
+def positive_ints(value: Any, name: str, where: str, *, zero: bool = False) -> tuple[int, ...]:
     """`value` as a tuple of ints (each >= 1, or >= 0 with `zero`), else StoreError naming it."""
     if not isinstance(value, Sequence) or isinstance(value, str) or not value:
         raise StoreError(f"{where}: {name} must be a list of integers, got {value!r:.80}")
@@ -122,6 +122,17 @@ def _positive_ints(value: Any, name: str, where: str, *, zero: bool = False) -> 
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
             raise StoreError(f"{where}: {name} must hold integers >= {low}, got {value!r:.80}")
     return tuple(value)
+
+
+def numeric_dtype(name: Any, field: str, where: str) -> np.dtype:
+    """The numeric (or bool) dtype `name` names, else StoreError naming `field`."""
+    try:
+        dtype = np.dtype(name) if isinstance(name, str) else None
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "biuf":
+        raise StoreError(f"{where}: {field} {name!r:.40} is not a numeric or bool type")
+    return dtype
 
 
 def _zstd_content_size(raw: np.ndarray) -> int | None:
@@ -197,23 +208,17 @@ class ChunkLayout:
                 f"{where}: not a zarr v3 array (zarr_format {document.get('zarr_format')!r}, "
                 f"node_type {document.get('node_type')!r})"
             )
-        shape = _positive_ints(document.get("shape"), "shape", where)
+        shape = positive_ints(document.get("shape"), "shape", where)
         grid = document.get("chunk_grid")
         configuration = grid.get("configuration") if isinstance(grid, Mapping) else None
         if not isinstance(grid, Mapping) or grid.get("name") != "regular" or not isinstance(
             configuration, Mapping
         ):
             raise StoreError(f"{where}: chunk_grid must be a regular grid, got {grid!r:.80}")
-        chunks = _positive_ints(configuration.get("chunk_shape"), "chunk_grid chunk_shape", where)
+        chunks = positive_ints(configuration.get("chunk_shape"), "chunk_grid chunk_shape", where)
         if len(chunks) != len(shape):
             raise StoreError(f"{where}: chunk_shape {chunks} does not match shape {shape}")
-        name = document.get("data_type")
-        try:
-            dtype = np.dtype(name) if isinstance(name, str) else None
-        except TypeError:
-            dtype = None
-        if dtype is None or dtype.kind not in "biuf":
-            raise StoreError(f"{where}: data_type {name!r:.40} is not a numeric or bool type")
+        dtype = numeric_dtype(document.get("data_type"), "data_type", where)
         encoding = document.get("chunk_key_encoding")
         if not isinstance(encoding, Mapping) or encoding.get("name") != "default":
             raise StoreError(f"{where}: chunk_key_encoding {encoding!r:.80} is not the default")

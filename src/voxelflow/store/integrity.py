@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreError
-from .checked_store import ChunkLayout, parse_document
+from .checked_store import ChunkLayout, numeric_dtype, parse_document, positive_ints
 from .pyramid import level_affine
 
 __all__ = ["check_record", "read_layouts"]
@@ -52,15 +52,6 @@ def _affine(value: Any, field: str, where: str) -> np.ndarray:
     return affine
 
 
-def _ints(value: Any, field: str, where: str, *, low: int = 1) -> tuple[int, ...]:
-    if not isinstance(value, Sequence) or isinstance(value, str) or not value:
-        raise StoreError(f"{where}: {field} must be a list of integers, got {value!r:.80}")
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise StoreError(f"{where}: {field} must hold integers >= {low}, got {value!r:.80}")
-    return tuple(value)
-
-
 def check_record(record: Mapping[str, Any], attributes: Mapping[str, Any], where: str) -> None:
     """Check the ``voxelflow`` attributes of a volume group against themselves and the OME ones.
 
@@ -78,17 +69,11 @@ def check_record(record: Mapping[str, Any], attributes: Mapping[str, Any], where
     StoreError
         Naming the first field that is absent, malformed or inconsistent.
     """
-    shape = _ints(record.get("shape"), "attribute 'shape'", where)
+    shape = positive_ints(record.get("shape"), "attribute 'shape'", where)
     if len(shape) not in (3, 4):
         raise StoreError(f"{where}: attribute 'shape' {list(shape)} is not 3-D or 4-D")
-    name = record.get("dtype")
-    try:
-        dtype = np.dtype(name) if isinstance(name, str) else None
-    except TypeError:
-        dtype = None
-    if dtype is None or dtype.kind not in "biuf":
-        raise StoreError(f"{where}: attribute 'dtype' {name!r:.40} is not a numeric or bool type")
-    chunks = _ints(record.get("chunks"), "attribute 'chunks'", where)
+    numeric_dtype(record.get("dtype"), "attribute 'dtype'", where)
+    chunks = positive_ints(record.get("chunks"), "attribute 'chunks'", where)
     if len(chunks) != len(shape):
         raise StoreError(f"{where}: attribute 'chunks' {list(chunks)} does not match shape {list(shape)}")
     affine = _affine(record.get("affine"), "attribute 'affine'", where)
@@ -106,10 +91,10 @@ def check_record(record: Mapping[str, Any], attributes: Mapping[str, Any], where
         if not isinstance(path, str) or not _LEVEL_PATH.fullmatch(path) or path in paths:
             raise StoreError(f"{where}: {field} path {path!r:.40} is not a new level number")
         paths.add(path)
-        level_shape = _ints(entry.get("shape"), f"{field} shape", where)
+        level_shape = positive_ints(entry.get("shape"), f"{field} shape", where)
         if len(level_shape) != len(shape) or (n == 0 and level_shape != shape):
             raise StoreError(f"{where}: {field} shape {list(level_shape)} does not match shape {list(shape)}")
-        factors = _ints(entry.get("factors", [1, 1, 1]), f"{field} factors", where)
+        factors = positive_ints(entry.get("factors", [1, 1, 1]), f"{field} factors", where)
         if len(factors) != 3:
             raise StoreError(f"{where}: {field} factors {list(factors)} are not 3 numbers")
         level = _affine(entry.get("affine"), f"{field} affine", where)
