@@ -332,7 +332,11 @@ CHILD_DAMAGE = [
 _TRUNCATIONS = (15, 16, 17, 30, 100)  # header and block offsets cut at several lengths
 
 
-def test_truncated_chunks_never_crash_a_reader(pristine, tmp_path) -> None:
+@pytest.mark.parametrize("runs,repeats", [
+    pytest.param(2, 2, id="sample"),  # 4 reads of every case, in 2 fresh processes
+    pytest.param(5, 4, id="exhaustive", marks=pytest.mark.slow),  # 20 reads, in 5
+])
+def test_truncated_chunks_never_crash_a_reader(pristine, tmp_path, runs, repeats) -> None:
     # old stores: there no checksum stands between a cut chunk and blosc, only the header
     # checks (new stores' chunks are caught by their checksum first, tested above)
     cases = []
@@ -346,7 +350,6 @@ def test_truncated_chunks_never_crash_a_reader(pristine, tmp_path) -> None:
         chunk.write_bytes(chunk.read_bytes()[:cut])
         cases.append((str(root), True))
     argument = json.dumps(cases)
-    runs, repeats = 5, 4  # 20 reads of every case, in 5 fresh processes
     running: list[subprocess.Popen[str]] = []
     finished = []
     for run in range(runs):
