@@ -189,6 +189,7 @@ class Service:
                 yield
             finally:
                 LOOKUP.reset(token)
+
     async def run(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, str]:
         """`fn(*args)` on a render thread; returns its result and a ``Server-Timing`` value
         (time waiting for a thread, time rendering and encoding, in ms) for the answer."""
