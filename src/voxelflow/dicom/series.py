@@ -108,15 +108,30 @@ def _rescale(slope: Any, intercept: Any, invalid: Any, where: str) -> tuple[floa
     return out[0], out[1]
 
 
-def _spacing_between_slices(path: str) -> float | None:
+def _stacking(path: str) -> tuple[float | None, list[float] | None]:
+    """Spacing Between Slices and Grid Frame Offset Vector of a file, in one read; None for
+    what is absent or unreadable. The scan keeps neither: only the few stacks that need them
+    (one slice, plain multi-frame files, images without a position) read them here."""
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SpacingBetweenSlices"])
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SpacingBetweenSlices", "GridFrameOffsetVector"])
+    except Exception:  # noqa: BLE001 - unreadable values leave the thickness as the step
+        return None, None
+    spacing = offsets = None
+    try:
         value = float(ds.SpacingBetweenSlices) if "SpacingBetweenSlices" in ds else None
-    except Exception:  # noqa: BLE001 - an unreadable value leaves the thickness as the step
-        return None
-    return value if value is not None and math.isfinite(value) and value > 0 else None
+        spacing = value if value is not None and math.isfinite(value) and value > 0 else None
+    except (TypeError, ValueError):
+        pass
+    try:
+        vector = ds.get("GridFrameOffsetVector")
+        if vector is not None:
+            values = [float(v) for v in vector]
+            offsets = values if all(math.isfinite(v) for v in values) else None
+    except (TypeError, ValueError):
+        pass
+    return spacing, offsets
 
 
 def _thickness(value: Any) -> float | None:
@@ -166,43 +181,35 @@ def _slice_ref(row: Any) -> SliceRef:
     )
 
 
-def _has_frame_groups(row: Any) -> bool:
-    """Whether an enhanced instance has per-frame functional groups to place its frames by
-    (some writers label a plain multi-frame file with an enhanced SOP class)."""
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(row.path, stop_before_pixels=True, specific_tags=["PerFrameFunctionalGroupsSequence"])
-    except Exception:  # noqa: BLE001 - the enhanced path reports an unreadable file itself
-        return True
-    return bool(ds.get("PerFrameFunctionalGroupsSequence"))
-
-
-def _frame_step(row: Any) -> float:
-    spacing = _spacing_between_slices(str(row.path))
+def _frame_step(row: Any, spacing: float | None) -> float:
+    """The step between frames or files placed without positions: Spacing Between Slices,
+    else Slice Thickness, else 1 mm (as dcm2niix)."""
     if spacing is None and row.slice_thickness is not None and math.isfinite(row.slice_thickness) and row.slice_thickness > 0:
         spacing = float(row.slice_thickness)
     return spacing or 1.0
+
+
+def _classic_refs(row: Any, notes: list[str]) -> list[tuple[Any, SliceRef]]:
+    """(row, SliceRef) of each slice of an instance with a position and orientation: its
+    frames, its MOSAIC tiles (what had to be assumed goes to `notes`), or itself."""
+    if (row.number_of_frames or 1) > 1:
+        return [(row, ref) for ref in _frame_refs(row)]
+    if row.mosaic:
+        from .mosaic import mosaic_slice_refs  # imports this module
+
+        return [(row, ref) for ref in mosaic_slice_refs(_slice_ref(row), notes)]
+    return [(row, _slice_ref(row))]
 
 
 def _frame_refs(row: Any) -> list[SliceRef]:
     """The frames of a plain multi-frame instance that has a position and orientation (RT
     Dose, NM, a US or XA volume): frame f lies at its Grid Frame Offset Vector entry along the
     normal where the file lists one per frame (PS3.3 C.8.8.3.2), else f slice steps along."""
-    import pydicom
-
     base = _slice_ref(row)
     frames = int(row.number_of_frames)
-    offsets = None
-    try:
-        ds = pydicom.dcmread(row.path, stop_before_pixels=True, specific_tags=["GridFrameOffsetVector"])
-        vector = ds.get("GridFrameOffsetVector")
-        if vector is not None and len(vector) == frames:
-            offsets = [float(v) for v in vector]
-    except Exception:  # noqa: BLE001 - without offsets the frames are one slice step apart
-        offsets = None
-    if offsets is None or not all(math.isfinite(v) for v in offsets):
-        step = _frame_step(row)
+    spacing, offsets = _stacking(str(row.path))
+    if offsets is None or len(offsets) != frames:
+        step = _frame_step(row, spacing)
         offsets = [f * step for f in range(frames)]
     normal = slice_normal(base.orientation)
     origin = np.asarray(base.position, dtype=np.float64)
@@ -228,7 +235,7 @@ def _assumed_refs(rows: list[Any]) -> list[tuple[Any, SliceRef]]:
     spacing = tuple(float(v) for v in (first.pixel_spacing or (1.0, 1.0)))
     if not all(math.isfinite(v) and v > 0 for v in spacing) or len(spacing) != 2:
         spacing = (1.0, 1.0)  # a Pixel Spacing of 0 (seen in the wild) says nothing: 1 mm, as dcm2niix
-    step = _frame_step(first)
+    step = _frame_step(first, _stacking(str(first.path))[0])
     slices = [(row, f if (row.number_of_frames or 1) > 1 else None) for row in ordered
               for f in range(int(row.number_of_frames or 1))]
     iop = np.asarray(orientation)
@@ -299,8 +306,10 @@ def _frame_windows(frame: Any) -> tuple[tuple[float, ...], tuple[float, ...], tu
     return centers, widths, names
 
 
-def _enhanced_refs(row: Any) -> list[tuple[Any, SliceRef]]:
-    """(row, SliceRef) per frame of an Enhanced multi-frame instance (functional groups).
+def _enhanced_refs(row: Any) -> list[tuple[Any, SliceRef]] | None:
+    """(row, SliceRef) per frame of an Enhanced multi-frame instance (functional groups); None
+    when it has no per-frame groups (some writers label a plain multi-frame file with an
+    enhanced SOP class: it is then placed as one).
 
     The row is the instance's, or a copy with the frame's own windows where the frame has a
     per-frame Frame VOI LUT Sequence (MR scanners window each frame).
@@ -313,6 +322,8 @@ def _enhanced_refs(row: Any) -> list[tuple[Any, SliceRef]]:
         raise SeriesError(f"{row.path}: cannot read the functional groups: {exc}") from exc
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
     frames = ds.get("PerFrameFunctionalGroupsSequence") or []
+    if not frames:
+        return None
     if len(frames) != int(row.number_of_frames or 1):
         raise SeriesError(
             f"{row.path}: {len(frames)} per-frame functional groups for {row.number_of_frames} frames"
@@ -466,19 +477,12 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
         unplaced: list[Any] = []  # images without a position: placed once the series is known
         for row in series_rows:
             try:
-                if row.enhanced and _has_frame_groups(row):
-                    row_refs = _enhanced_refs(row)
-                elif row.image_position_patient is None or row.image_orientation_patient is None:
-                    unplaced.append(row)
-                    continue
-                elif (row.number_of_frames or 1) > 1:
-                    row_refs = [(row, ref) for ref in _frame_refs(row)]
-                elif row.mosaic:
-                    from .mosaic import mosaic_slice_refs  # imports this module
-
-                    row_refs = [(row, ref) for ref in mosaic_slice_refs(_slice_ref(row), notes)]
-                else:
-                    row_refs = [(row, _slice_ref(row))]
+                row_refs = _enhanced_refs(row) if row.enhanced else None
+                if row_refs is None:
+                    if row.image_position_patient is None or row.image_orientation_patient is None:
+                        unplaced.append(row)
+                        continue
+                    row_refs = _classic_refs(row, notes)
             except SeriesError as exc:
                 if str(exc).startswith("invalid_rescale"):
                     refused = exc  # the file cannot be left out: the whole series is refused
@@ -487,7 +491,8 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
                 continue
             for frame_row, ref in row_refs:
                 stacks[_split_key(frame_row, ref)].append((frame_row, ref))
-        assumed_geometry = None
+        # what had to be assumed about some files: a finding on every volume of the series
+        assumed: list[Finding] = []
         if unplaced and refused is None:
             try:
                 placed = _assumed_refs(unplaced)
@@ -497,12 +502,16 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
             for frame_row, ref in placed:
                 stacks[_split_key(frame_row, ref)].append((frame_row, ref))
             if placed:
-                assumed_geometry = Finding(
+                assumed.append(Finding(
                     "assumed_geometry",
                     f"{len(unplaced)} file(s) without Image Position/Orientation (Patient): placed as dcm2niix places "
                     "them (axial, centred on the origin, in Instance Number order, one slice thickness or 1 mm apart)",
                     {"files": sorted(str(r.path) for r in unplaced)},
-                )
+                ))
+        if notes:
+            assumed.append(Finding("mosaic_assumed", f"{len(notes)} MOSAIC file(s) read without their CSA Image "
+                                   f"Header Info ({notes[0].split(': ', 1)[-1]})",
+                                   {"files": sorted({x.split(': ')[0] for x in notes})}))
         if refused is not None:
             failures.append((series_uid, f"series refused: {refused}"))
             continue
@@ -519,16 +528,9 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
             except SeriesError as exc:
                 failures.append((series_uid, str(exc)))
                 continue
-            if assumed_geometry is not None:
-                for plan in made:
-                    plan.findings.append(assumed_geometry)
-                    plan.meta["findings"].append(assumed_geometry.to_dict())
-            if notes:
-                assumed = Finding("mosaic_assumed", f"{len(notes)} MOSAIC file(s) read without their CSA Image "
-                                  f"Header Info ({notes[0].split(': ', 1)[-1]})", {"files": sorted({x.split(': ')[0] for x in notes})})
-                for plan in made:
-                    plan.findings.append(assumed)
-                    plan.meta["findings"].append(assumed.to_dict())
+            for plan in made:
+                plan.findings.extend(assumed)
+                plan.meta["findings"].extend(f.to_dict() for f in assumed)
             plans.extend(made)
     return plans, failures
 
@@ -595,7 +597,7 @@ def _plan_stack(
     if len(pairs) == 1 and pairs[0][1].frame is None and pairs[0][1].tile is None:
         # one slice: its step is Spacing Between Slices where given (as dcm2niix takes it),
         # else its thickness; the scan keeps no spacing, so it is read here, for this file only
-        spacing = _spacing_between_slices(pairs[0][1].path)
+        spacing = _stacking(pairs[0][1].path)[0]
         if spacing is not None:
             pairs = [(pairs[0][0], replace(pairs[0][1], thickness=spacing))]
     geometry = analyse_stack([ref for _, ref in pairs])
