@@ -235,14 +235,13 @@ def _decode_stored(
     indices: list[int],
     out: np.ndarray,
     backend: str | None,
-    prepared: _Prepared | None = None,
+    prepared: _Prepared | None,
 ) -> None:
-    """Decode the frames `indices` into `out`, shaped (len(indices), values per frame)."""
-    if info.is_native:
+    """Decode the frames `indices` into `out`, shaped (len(indices), values per frame);
+    `prepared` is what :func:`_prepare_encapsulated` found (None for native data)."""
+    if prepared is None:
         _decode_native(source, info, indices, out, backend)
         return
-    if prepared is None:
-        prepared = _prepare_encapsulated(source, info, indices)
     buf, groups = prepared
     if info.transfer_syntax == RLELossless:
         _decode_rle(source, info, indices, [groups[i] for i in indices], buf, out, backend)

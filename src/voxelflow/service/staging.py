@@ -173,15 +173,17 @@ class Staging:
             return set()
         return {p.name[: -len(_SUFFIX)] for p in folder.iterdir() if p.name.endswith(_SUFFIX)}
 
+    def newest(self, series: str) -> float | None:
+        """When the newest staged instance of `series` arrived (file mtime); None if none is."""
+        folder = self.root / series
+        times = [p.stat().st_mtime for p in folder.iterdir() if p.name.endswith(_SUFFIX)] if folder.is_dir() else []
+        return max(times, default=None)
+
     def series(self) -> dict[str, float]:
-        """Every staged series and the time its newest instance arrived (file mtime)."""
-        found: dict[str, float] = {}
-        for folder in self.root.iterdir():
-            if folder.is_dir() and not folder.name.startswith("."):
-                times = [p.stat().st_mtime for p in folder.iterdir() if p.name.endswith(_SUFFIX)]
-                if times:
-                    found[folder.name] = max(times)
-        return found
+        """Every staged series and the time its newest instance arrived."""
+        found = {folder.name: self.newest(folder.name) for folder in self.root.iterdir()
+                 if folder.is_dir() and not folder.name.startswith(".")}
+        return {name: t for name, t in found.items() if t is not None}
 
     def ingest(self, series: str) -> IngestReport:
         """Ingest every staged instance of `series` into the store, replacing the volumes it
@@ -290,7 +292,7 @@ class SeriesCollector:
         result: IngestReport | VoxelflowError
         try:
             with self.staging.lock(series):
-                newest = self.staging.series().get(series)
+                newest = self.staging.newest(series)
                 if newest is None or self._done(series, newest):
                     return  # another process ingested it meanwhile, or it was discarded
                 started = time.time()
