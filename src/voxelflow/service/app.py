@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hmac
 import json
 import logging
@@ -118,9 +119,10 @@ class Service:
             # series received before a restart and not yet ingested are ingested now
             self.receiver  # noqa: B018 - made for its side effect
 
-    @property
+    @functools.cached_property
     def writable_store(self) -> VolumeStore:
-        """The store opened for writing: retrieved and received series are ingested into it."""
+        """The store opened for writing (once): retrieved and received series are ingested
+        into it."""
         return VolumeStore(self.store.path)
 
     @property

@@ -88,17 +88,6 @@ class VolumeCache:
                          daemon=True).start()
         return stored
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until no load is running (tests); False if `timeout` passed first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._lock:
-                if not self._loading:
-                    return True
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-
     def _load(self, entry: VolumeEntry, level: int, name: tuple[str, object, int], size: int) -> None:
         stored = entry.levels[level]
         try:
