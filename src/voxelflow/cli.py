@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="non-uniform slice spacing: refuse the series (default) or resample")
         p.add_argument("--gaps", choices=("split", "fill"), default="split",
                        help="missing slices: split into volumes (default) or interpolate them")
+        p.add_argument("--philips-scaling", choices=("precise", "display"), default="precise",
+                       help="Philips MR values: precise floating-point values from the MR Scale Slope "
+                            "(2005,100E) (default, as dcm2niix -p y) or display values (as dcm2niix -p n)")
 
     ingest = sub.add_parser("ingest", help="DICOM files/folders -> volumes in a zarr store")
     ingest.add_argument("sources", nargs="+", metavar="SRC",
@@ -216,10 +219,12 @@ def _ingest(args: argparse.Namespace) -> int:
     reporter = terminal_reporter(quiet=args.quiet)
     try:
         if args.command == "ingest":
-            report = ingest(args.sources, args.store, policy=policy, overwrite=args.overwrite, reporter=reporter)
+            report = ingest(args.sources, args.store, policy=policy, overwrite=args.overwrite, reporter=reporter,
+                            philips_scaling=args.philips_scaling)
             where = f"store {args.store}"
         else:
-            report = convert(args.sources, args.out, policy=policy, reporter=reporter, sidecar=args.sidecar)
+            report = convert(args.sources, args.out, policy=policy, reporter=reporter, sidecar=args.sidecar,
+                             philips_scaling=args.philips_scaling)
             where = f"folder {args.out}"
             for v in report.volumes:
                 print(f"wrote {v.output}")

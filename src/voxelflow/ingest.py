@@ -73,6 +73,7 @@ def _plans(
     reporter: Reporter | None,
     report: IngestReport,
     index_path: Path | None = None,
+    philips_scaling: str = "precise",
 ) -> list[Any]:
     from .dicom.scan import scan
 
@@ -84,7 +85,7 @@ def _plans(
         index.save(index_path)
     report.non_dicom = len(index.skipped)
     report.failures.extend((issue.path, issue.reason) for issue in index.errors)
-    plans, failures = plan_volumes(index.rows, policy)
+    plans, failures = plan_volumes(index.rows, policy, philips_scaling=philips_scaling)
     report.failures.extend(failures)
     return plans
 
@@ -97,11 +98,16 @@ def ingest(
     overwrite: bool = False,
     reporter: Reporter | None = None,
     backend: str | None = None,
+    philips_scaling: str = "precise",
 ) -> IngestReport:
     """Ingest DICOM files/folders into `store` (a VolumeStore or a path to one).
 
     `reporter` (see :mod:`voxelflow.progress`) is given the scan ("scanning", files) and each
     volume's decode and write ("writing <key>", slices).
+
+    `philips_scaling`: the values of Philips images with an MR Scale Slope (2005,100E):
+    "precise" (default, dcm2niix's ``-p y``) or "display" (dcm2niix's ``-p n``); the volume's
+    ``meta["philips_scaling"]`` and a finding say which.
 
     Returns
     -------
@@ -117,7 +123,7 @@ def ingest(
         store = VolumeStore(store)
     report = IngestReport()
     index_path = store.path / ".voxelflow" / SCAN_INDEX
-    for plan in _plans(sources, policy, reporter, report, index_path):
+    for plan in _plans(sources, policy, reporter, report, index_path, philips_scaling):
         if not overwrite and plan.key in store:
             report.volumes.append(_result(plan.key, plan.shape, plan.geometry.affine, plan.meta, "skipped"))
             continue
@@ -142,19 +148,21 @@ def convert(
     reporter: Reporter | None = None,
     backend: str | None = None,
     sidecar: bool = True,
+    philips_scaling: str = "precise",
 ) -> IngestReport:
     """Write one NIfTI file per volume into `out_dir` (4-D volumes as 4-D NIfTI), as dcm2niix does,
     each with its BIDS side-car JSON (same name, ``.json``; see :mod:`voxelflow.bids`) unless
     `sidecar` is False.
 
-    `reporter` (see :mod:`voxelflow.progress`) is given the scan and each volume's write."""
+    `reporter` (see :mod:`voxelflow.progress`) is given the scan and each volume's write;
+    `philips_scaling` is as for :func:`ingest`."""
     start = time.perf_counter()
     if isinstance(sources, (str, Path)):
         sources = [sources]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = IngestReport()
-    for plan in _plans(sources, policy, reporter, report):
+    for plan in _plans(sources, policy, reporter, report, philips_scaling=philips_scaling):
         try:
             name = _nifti_name(plan)
             progress = None if reporter is None else reporter(f"writing {name}", "volumes")

@@ -98,6 +98,13 @@ class InstanceRow:
         (0018,1120) Gantry/Detector Tilt, degrees.
     acquisition_time, content_time : str
         (0008,0032), (0008,0033) as written (TM: ``HHMMSS.FFFFFF``).
+    manufacturer : str
+        (0008,0070).
+    philips_scale_slope, philips_scale_intercept : float
+        Philips MR Scale Slope / Scale Intercept, (2005,xx0E) / (2005,xx0D) of the block whose
+        private creator is "Philips MR Imaging DD 001" (or (2005,100E/100D) where group 2005
+        names no creator, as anonymised files have it); the precise values are
+        ``(stored * rescale_slope + rescale_intercept) / (rescale_slope * philips_scale_slope)``.
     enhanced : bool
         An enhanced multi-frame instance: an SOP class built on functional groups (Enhanced
         CT / MR / PET / XA ..., Legacy Converted Enhanced, Segmentation ...) or a Per-frame
@@ -150,6 +157,9 @@ class InstanceRow:
     gantry_detector_tilt: float | None = None
     acquisition_time: str | None = None
     content_time: str | None = None
+    manufacturer: str | None = None
+    philips_scale_slope: float | None = None
+    philips_scale_intercept: float | None = None
     enhanced: bool = False
     mosaic: bool = False
     has_voi_lut: bool = False
@@ -317,6 +327,10 @@ class Index:
                 names = header.get("fields")
                 if not isinstance(names, list) or "path" not in names:
                     raise ParameterError(f"{path}: index header has no field list")
+                # an index written before a field existed reads with that field None; its rows
+                # lose size and mtime, so that a re-scan reads those files again instead of
+                # reusing rows that lack what this version would have read
+                stale = not known <= set(names)
                 for number, line in enumerate(f, start=2):
                     entry = json.loads(line)
                     if not isinstance(entry, list) or not entry:
@@ -333,6 +347,8 @@ class Index:
                             for name, v in zip(names, entry[1:])
                             if name in known
                         }
+                        if stale:
+                            values.update(size=None, mtime_ns=None)
                         rows.append(InstanceRow(**values))
                     elif kind in issues and len(entry) == 5:
                         issues[kind].append(FileIssue(*entry[1:]))

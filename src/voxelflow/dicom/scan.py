@@ -108,10 +108,16 @@ _FIELDS: dict[str, tuple[int, int, int]] = {
     "gantry_detector_tilt": (0x00181120, _FLOAT, 0),
     "acquisition_time": (0x00080032, _STR, 0),
     "content_time": (0x00080033, _STR, 0),
+    "manufacturer": (0x00080070, _STR, 0),
 }
 _CHARSET = 0x00080005
 _MODALITY_LUT_SQ = 0x00283000
 _VOI_LUT_SQ = 0x00283010
+# Philips MR Scale Slope / Intercept: element 0x0E / 0x0D of the block of this private creator
+PHILIPS_CREATOR = "Philips MR Imaging DD 001"
+_PHILIPS_GROUP = 0x2005
+_PHILIPS_CREATORS = tuple((_PHILIPS_GROUP << 16) | block for block in range(0x10, 0x100))
+_PHILIPS_SCALE = (("philips_scale_slope", 0x0E), ("philips_scale_intercept", 0x0D))
 _SHARED_FG_SQ = 0x52009229
 _PER_FRAME_FG_SQ = 0x52009230
 # Shared Functional Groups: (group sequence, attribute, field); PS3.3 C.7.6.16.2
@@ -132,6 +138,9 @@ _SHARED: tuple[tuple[int, int, str], ...] = (
 _KEEP = frozenset(
     {tag for tag, _, _ in _FIELDS.values()}
     | {_CHARSET, _MODALITY_LUT_SQ, _VOI_LUT_SQ, _SHARED_FG_SQ, _PER_FRAME_FG_SQ}
+    | set(_PHILIPS_CREATORS)
+    | {(_PHILIPS_GROUP << 16) | (block << 8) | element for block in range(0x10, 0x100)
+       for _, element in _PHILIPS_SCALE}
 )
 _FIELD_INDEX = {name: i for i, name in enumerate(ROW_FIELDS)}
 _SPECS = tuple(
@@ -418,6 +427,11 @@ def _row_values(
 
     for spec in _SPECS:
         put(*spec, elements)
+    for name, value in philips_scale(elements).items():
+        if value is _INVALID:
+            invalid.append(name)
+        else:
+            values[_FIELD_INDEX[name]] = value
 
     sop_class = values[_FIELD_INDEX["sop_class_uid"]]
     enhanced = sop_class in ENHANCED_SOP_CLASSES or elements.has(_PER_FRAME_FG_SQ)
@@ -447,6 +461,61 @@ def _row_values(
     values[_FIELD_INDEX["has_modality_lut"]] = elements.has(_MODALITY_LUT_SQ)
     values[_FIELD_INDEX["invalid"]] = tuple(invalid)
     return tuple(values)
+
+
+_INVALID = object()
+
+
+def _philips_block(elements: Any) -> int | None:
+    """The block (xx of (2005,xx00)) reserved by the Philips MR Imaging DD 001 creator; 0x10
+    where group 2005 names no creator at all (anonymisers strip creators and keep the values,
+    and dcm2niix reads (2005,100E) then); None where the creators name others only."""
+    named = False
+    for tag in _PHILIPS_CREATORS:
+        entry = elements.get(tag)
+        if entry is None:
+            continue
+        named = True
+        if (entry[1] or b"").decode("latin-1").strip(" \x00") == PHILIPS_CREATOR:
+            return tag & 0xFF
+    return None if named else 0x10
+
+
+def philips_scale(elements: Any) -> dict[str, Any]:
+    """Philips MR Scale Slope / Intercept of a data set or sequence item: {field: float}, or
+    the module's invalid marker for a value present but not one finite FL/FD number (text
+    where the VR says FL, a wrong length). `elements` is an :class:`_Elements` or a pydicom
+    Dataset."""
+    ds = None
+    if not isinstance(elements, _Elements):
+        ds, elements = elements, _DatasetElements(elements)
+    block = _philips_block(elements)
+    out: dict[str, Any] = {}
+    if block is None:
+        return out
+    for name, element in _PHILIPS_SCALE:
+        tag = (_PHILIPS_GROUP << 16) | (block << 8) | element
+        entry = elements.get(tag)
+        if entry is None:
+            continue
+        vr, raw = entry
+        if ds is not None and not getattr(ds.get_item(tag), "is_raw", False):
+            # pydicom converted it already: its number, where the VR is FL / FD
+            elem = ds[tag]
+            number = elem.value
+            ok = elem.VR in ("FL", "FD") and isinstance(number, (int, float)) and math.isfinite(number)
+            out[name] = float(number) if ok else _INVALID
+            continue
+        fmt = {"FL": "f", "FD": "d"}.get(vr)
+        if vr in ("UN", "OB") and raw is not None:
+            # implicit VR, or a converter that lost the private dictionary: the FL's 4 bytes
+            fmt = {4: "f", 8: "d"}.get(len(raw))
+        if raw is None or fmt is None or len(raw) != struct.calcsize(fmt):
+            out[name] = _INVALID
+            continue
+        (number,) = struct.unpack(("<" if elements.little else ">") + fmt, raw)
+        out[name] = float(number) if math.isfinite(number) else _INVALID
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -529,7 +598,7 @@ def _read_with_pydicom(f: BinaryIO, path: str, size: int, mtime_ns: int) -> _Res
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from .source import _declares_deflated
+    from .source import _BoundedFile, _declares_deflated
 
     if _declares_deflated(f):
         # the walker inflates deflated data sets in bounded steps; pydicom would inflate all of
@@ -540,7 +609,9 @@ def _read_with_pydicom(f: BinaryIO, path: str, size: int, mtime_ns: int) -> _Res
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True, defer_size=_DEFER_SIZE)
+            # bounded: a damaged length is read as asked, allocated in full (see _BoundedFile)
+            ds = pydicom.dcmread(_BoundedFile(f, size), stop_before_pixels=True,
+                                 defer_size=_DEFER_SIZE)
         except InvalidDicomError as exc:
             f.seek(128)
             reason = ("no 'DICM' prefix at offset 128" if f.read(4) != b"DICM"

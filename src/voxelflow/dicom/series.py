@@ -26,8 +26,11 @@ from ..volume import Volume
 from .decode import decode
 from .stack import Finding, SliceRef, StackGeometry, analyse_stack
 
-__all__ = ["GeometryPolicy", "SeriesError", "VolumePlan", "build_volume", "plan_volumes"]
+__all__ = ["PHILIPS_SCALINGS", "GeometryPolicy", "SeriesError", "VolumePlan", "build_volume", "plan_volumes"]
 
+#: Values of Philips MR images: "precise" (the private MR Scale Slope applied, dcm2niix's
+#: default ``-p y``) or "display" (the public Rescale only, dcm2niix ``-p n``).
+PHILIPS_SCALINGS = ("precise", "display")
 TILT_POLICIES = ("keep", "correct")
 NONUNIFORM_POLICIES = ("refuse", "resample")
 GAP_POLICIES = ("split", "fill")
@@ -108,6 +111,53 @@ def _rescale(slope: Any, intercept: Any, invalid: Any, where: str) -> tuple[floa
     return out[0], out[1]
 
 
+def _is_philips(row: Any) -> bool:
+    return "PHILIPS" in str(_get(row, "manufacturer", "")).upper()
+
+
+def _philips_precise(rescale: tuple[float, float], scale_slope: Any, invalid: Any, where: str,
+                     scaling: str) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """The transform of the stored values and the display rescale it replaces (None: it is the
+    display rescale). Precise values are ``(SV * RS + RI) / (RS * SS)`` (Chenevert et al. 2014,
+    PMC3998685), computed in float32 as dcm2niix's PhilipsPrecise computes them so that the
+    NIfTI scl_slope / scl_inter agree to the bit; dcm2niix ignores Scale Intercept (2005,100D),
+    which Philips writes as -RI/RS, so does this. A Scale Slope present but 0, NaN, infinite or
+    not a number refuses the series: dcm2niix then silently writes display values, a thousand
+    times off the precise ones of the neighbouring series."""
+    if scaling != "precise":
+        return rescale, None
+    if "philips_scale_slope" in (invalid or ()):
+        raise SeriesError(f"invalid_rescale: {where}: Philips MR Scale Slope (2005,100E) is not a number "
+                          "(use philips_scaling='display' to keep the display values)")
+    if scale_slope is None:
+        return rescale, None
+    ss = np.float32(scale_slope)
+    if not np.isfinite(ss) or ss == 0:
+        raise SeriesError(f"invalid_rescale: {where}: Philips MR Scale Slope (2005,100E) is {float(scale_slope)!r}"
+                          + (" (a zero slope has no precise values)" if ss == 0 else ""))
+    rs, ri = np.float32(rescale[0]), np.float32(rescale[1])
+    with np.errstate(all="ignore"):
+        l0 = ri / (rs * ss)
+        l1 = (rs + ri) / (rs * ss)
+    slope, intercept = float(np.float32(l1 - l0)), float(l0)
+    if not (math.isfinite(slope) and math.isfinite(intercept)) or slope == 0.0:
+        raise SeriesError(f"invalid_rescale: {where}: Philips MR Scale Slope (2005,100E) {float(ss)!r} with Rescale "
+                          f"Slope {rescale[0]!r} gives no finite precise values")
+    if (slope, intercept) == rescale:
+        return rescale, None
+    return (slope, intercept), rescale
+
+
+def _values(row: Any, slope: Any, intercept: Any, invalid: Any, where: str, scaling: str,
+            scale_slope: Any = None) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """A slice's (transform of its stored values, display rescale replaced or None)."""
+    rescale = _rescale(slope, intercept, invalid, where)
+    if not _is_philips(row):
+        return rescale, None
+    return _philips_precise(rescale, scale_slope if scale_slope is not None else _get(row, "philips_scale_slope"),
+                            invalid, where, scaling)
+
+
 def _stacking(path: str) -> tuple[float | None, list[float] | None]:
     """Spacing Between Slices and Grid Frame Offset Vector of a file, in one read; None for
     what is absent or unreadable. The scan keeps neither: only the few stacks that need them
@@ -164,7 +214,8 @@ def _temporal_key(row: Any) -> tuple[Any, ...]:
     )
 
 
-def _slice_ref(row: Any) -> SliceRef:
+def _slice_ref(row: Any, scaling: str) -> SliceRef:
+    values, display = _values(row, row.rescale_slope, row.rescale_intercept, row.invalid, str(row.path), scaling)
     return SliceRef(
         path=str(row.path),
         frame=None,
@@ -175,7 +226,8 @@ def _slice_ref(row: Any) -> SliceRef:
         columns=int(row.columns),
         sop_instance_uid=str(_get(row, "sop_instance_uid", "")),
         instance_number=_get(row, "instance_number"),
-        rescale=_rescale(row.rescale_slope, row.rescale_intercept, row.invalid, str(row.path)),
+        rescale=values,
+        display_rescale=display,
         thickness=row.slice_thickness,
         temporal_key=_temporal_key(row),
     )
@@ -189,23 +241,23 @@ def _frame_step(row: Any, spacing: float | None) -> float:
     return spacing or 1.0
 
 
-def _classic_refs(row: Any, notes: list[str]) -> list[tuple[Any, SliceRef]]:
+def _classic_refs(row: Any, notes: list[str], scaling: str) -> list[tuple[Any, SliceRef]]:
     """(row, SliceRef) of each slice of an instance with a position and orientation: its
     frames, its MOSAIC tiles (what had to be assumed goes to `notes`), or itself."""
     if (row.number_of_frames or 1) > 1:
-        return [(row, ref) for ref in _frame_refs(row)]
+        return [(row, ref) for ref in _frame_refs(row, scaling)]
     if row.mosaic:
         from .mosaic import mosaic_slice_refs  # imports this module
 
-        return [(row, ref) for ref in mosaic_slice_refs(_slice_ref(row), notes)]
-    return [(row, _slice_ref(row))]
+        return [(row, ref) for ref in mosaic_slice_refs(_slice_ref(row, scaling), notes)]
+    return [(row, _slice_ref(row, scaling))]
 
 
-def _frame_refs(row: Any) -> list[SliceRef]:
+def _frame_refs(row: Any, scaling: str) -> list[SliceRef]:
     """The frames of a plain multi-frame instance that has a position and orientation (RT
     Dose, NM, a US or XA volume): frame f lies at its Grid Frame Offset Vector entry along the
     normal where the file lists one per frame (PS3.3 C.8.8.3.2), else f slice steps along."""
-    base = _slice_ref(row)
+    base = _slice_ref(row, scaling)
     frames = int(row.number_of_frames)
     spacing, offsets = _stacking(str(row.path))
     if offsets is None or len(offsets) != frames:
@@ -219,7 +271,7 @@ def _frame_refs(row: Any) -> list[SliceRef]:
     ]
 
 
-def _assumed_refs(rows: list[Any]) -> list[tuple[Any, SliceRef]]:
+def _assumed_refs(rows: list[Any], scaling: str) -> list[tuple[Any, SliceRef]]:
     """Images without Image Position / Orientation (Patient) (secondary captures, ultrasound,
     anonymised files), placed as dcm2niix places them: axial (or their own orientation),
     the stack centred on the origin, files in Instance Number order and each file's frames in
@@ -244,14 +296,14 @@ def _assumed_refs(rows: list[Any]) -> list[tuple[Any, SliceRef]]:
     for k, (row, frame) in enumerate(slices):
         if row.rows is None or row.columns is None:
             raise SeriesError(f"{row.path}: no Rows / Columns")
+        values, display = _values(row, row.rescale_slope, row.rescale_intercept, row.invalid, str(row.path), scaling)
         centre = (-(row.columns - 1) / 2 * spacing[1] * row_dir - (row.rows - 1) / 2 * spacing[0] * col_dir
                   + (k - (len(slices) - 1) / 2) * step * normal)
         ref = SliceRef(
             path=str(row.path), frame=frame, position=tuple(float(v) for v in centre), orientation=orientation,  # type: ignore[arg-type]
             pixel_spacing=spacing,  # type: ignore[arg-type]
             rows=int(row.rows), columns=int(row.columns), sop_instance_uid=str(_get(row, "sop_instance_uid", "")),
-            instance_number=k,
-            rescale=_rescale(row.rescale_slope, row.rescale_intercept, row.invalid, str(row.path)),
+            instance_number=k, rescale=values, display_rescale=display,
             temporal_key=(-math.inf, -math.inf, -math.inf, "", float(k)), thickness=step,
         )
         out.append((row, ref))
@@ -306,7 +358,19 @@ def _frame_windows(frame: Any) -> tuple[tuple[float, ...], tuple[float, ...], tu
     return centers, widths, names
 
 
-def _enhanced_refs(row: Any) -> list[tuple[Any, SliceRef]] | None:
+def _private_frame_item(frame: Any) -> Any:
+    """The first item of a frame's Philips private per-frame sequence (2005,140F), or None;
+    Philips writes the frame's rescale and MR Scale Slope there (and some files, after a PACS
+    or an anonymiser, only there)."""
+    try:
+        seq = frame.get(0x2005140F) if frame is not None else None
+        items = seq.value if seq is not None else None
+        return items[0] if items and isinstance(items[0], type(frame)) else None
+    except Exception:  # noqa: BLE001 - an unreadable private sequence is no sequence
+        return None
+
+
+def _enhanced_refs(row: Any, scaling: str) -> list[tuple[Any, SliceRef]] | None:
     """(row, SliceRef) per frame of an Enhanced multi-frame instance (functional groups); None
     when it has no per-frame groups (some writers label a plain multi-frame file with an
     enhanced SOP class: it is then placed as one).
@@ -320,8 +384,11 @@ def _enhanced_refs(row: Any) -> list[tuple[Any, SliceRef]] | None:
         ds = pydicom.dcmread(row.path, stop_before_pixels=True)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on corrupt files
         raise SeriesError(f"{row.path}: cannot read the functional groups: {exc}") from exc
+    from .scan import philips_scale
+
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
     frames = ds.get("PerFrameFunctionalGroupsSequence") or []
+    philips = _is_philips(row)
     if not frames:
         return None
     if len(frames) != int(row.number_of_frames or 1):
@@ -338,6 +405,17 @@ def _enhanced_refs(row: Any) -> list[tuple[Any, SliceRef]] | None:
             raise SeriesError(f"{row.path}: frame {f} has no plane position/orientation")
         slope = _frame_value(shared, item, "PixelValueTransformationSequence", "RescaleSlope")
         intercept = _frame_value(shared, item, "PixelValueTransformationSequence", "RescaleIntercept")
+        private = _private_frame_item(item) if philips else None
+        scale_slope = None
+        frame_invalid: tuple[str, ...] = ()
+        if private is not None:
+            if slope is None and intercept is None:
+                slope, intercept = private.get("RescaleSlope"), private.get("RescaleIntercept")
+            found = philips_scale(private)
+            scale_slope = found.get("philips_scale_slope")
+            if scale_slope is not None and not isinstance(scale_slope, float):
+                frame_invalid, scale_slope = ("philips_scale_slope",), None
+        values, display = _values(row, slope, intercept, frame_invalid, f"{row.path} frame {f}", scaling, scale_slope)
         content = _first_item(item, "FrameContentSequence")
         temporal = content.get("TemporalPositionIndex") if content is not None else None
         echo = _frame_value(shared, item, "MREchoSequence", "EffectiveEchoTime")
@@ -373,7 +451,8 @@ def _enhanced_refs(row: Any) -> list[tuple[Any, SliceRef]] | None:
                 columns=int(row.columns),
                 sop_instance_uid=str(row.sop_instance_uid),
                 instance_number=f,
-                rescale=_rescale(slope, intercept, (), f"{row.path} frame {f}"),
+                rescale=values,
+                display_rescale=display,
                 thickness=_thickness(thickness),
                 # (temporal position, trigger time, acquisition, acquisition time, instance) as for
                 # classic files; echo and b-value repeats of a position sort by the spare slots
@@ -413,9 +492,26 @@ def _windows(row: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _value_factor(ref: SliceRef) -> float:
+    """Precise over display value of a slice: ``1 / (RS * SS)`` (1 where no other transform
+    replaced the display rescale). Precise values are display values times it, with no offset."""
+    if ref.display_rescale is None:
+        return 1.0
+    return ref.rescale[0] / ref.display_rescale[0]
+
+
+def _scaled_windows(windows: list[dict[str, Any]], factor: float) -> list[dict[str, Any]]:
+    """Window Center / Width (PS3.3 C.11.2.1.2: in Modality LUT output units, the display
+    values) in the units of values that are the display values times `factor`."""
+    if factor == 1.0:
+        return windows
+    return [{**w, "center": w["center"] * factor, "width": w["width"] * abs(factor)} for w in windows]
+
+
 def _meta(pairs: Sequence[tuple[Any, SliceRef]], geometry: StackGeometry) -> dict[str, Any]:
     first = pairs[0][0]
-    windows = _windows(first)
+    # the files' windows are in display units: in the units of the volume's values here
+    windows = _scaled_windows(_windows(first), _value_factor(geometry.slices[0]))
     rescales = {s.rescale for s in geometry.slices}
     uniform = len(rescales) == 1
     slope, intercept = next(iter(rescales)) if uniform else (None, None)
@@ -423,7 +519,7 @@ def _meta(pairs: Sequence[tuple[Any, SliceRef]], geometry: StackGeometry) -> dic
     row_of = {id(ref): row for row, ref in pairs}
     by_path = {str(row.path): row for row, _ in pairs}
     slice_windows = [
-        _windows(row_of[id(s)] if id(s) in row_of else by_path.get(s.path, first))
+        _scaled_windows(_windows(row_of[id(s)] if id(s) in row_of else by_path.get(s.path, first)), _value_factor(s))
         for s in geometry.slices
     ]
     meta = {
@@ -444,6 +540,18 @@ def _meta(pairs: Sequence[tuple[Any, SliceRef]], geometry: StackGeometry) -> dic
         "axes": ["t", "z", "y", "x"] if geometry.fourth_axis else ["z", "y", "x"],
         "fourth_axis": geometry.fourth_axis,
     }
+    displays = [s.display_rescale for s in geometry.slices]
+    if any(d is not None for d in displays):
+        # the public rescale, kept so that the display pipeline still shows display values
+        # (the store keeps both transforms; "rescale" is the one the values went through)
+        distinct = {d or s.rescale for d, s in zip(displays, geometry.slices)}
+        display = next(iter(distinct)) if len(distinct) == 1 else None
+        meta["philips_scaling"] = {
+            "values": "precise",
+            "display_rescale": None if display is None else {"slope": display[0], "intercept": display[1]},
+            "scale_slopes": sorted({round(1.0 / (_value_factor(s) * (s.display_rescale or s.rescale)[0]), 9)
+                                    for s in geometry.slices})[:8],
+        }
     # per-slice windows (MR scanners window each slice), in volume order: only where they vary
     if any(w != slice_windows[0] for w in slice_windows):
         meta["slice_windows"] = slice_windows
@@ -453,8 +561,14 @@ def _meta(pairs: Sequence[tuple[Any, SliceRef]], geometry: StackGeometry) -> dic
     return meta
 
 
-def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> tuple[list[VolumePlan], list[tuple[str, str]]]:
+def plan_volumes(
+    rows: Iterable[Any], policy: GeometryPolicy | None = None, *, philips_scaling: str = "precise"
+) -> tuple[list[VolumePlan], list[tuple[str, str]]]:
     """Group index rows into volume plans.
+
+    `philips_scaling` chooses the values of Philips images that carry an MR Scale Slope
+    (2005,100E): "precise" (default, as dcm2niix writes them) or "display" (the public
+    Rescale only, as dcm2niix ``-p n``); see :data:`PHILIPS_SCALINGS`.
 
     Returns
     -------
@@ -463,6 +577,8 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
         `policy` (e.g. non-uniform spacing with ``nonuniform="refuse"``).
     """
     policy = policy or GeometryPolicy()
+    if philips_scaling not in PHILIPS_SCALINGS:
+        raise ParameterError(f"philips_scaling must be one of {PHILIPS_SCALINGS}, got {philips_scaling!r}")
     by_series: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
         by_series[str(_get(row, "series_instance_uid", ""))].append(row)
@@ -477,12 +593,12 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
         unplaced: list[Any] = []  # images without a position: placed once the series is known
         for row in series_rows:
             try:
-                row_refs = _enhanced_refs(row) if row.enhanced else None
+                row_refs = _enhanced_refs(row, philips_scaling) if row.enhanced else None
                 if row_refs is None:
                     if row.image_position_patient is None or row.image_orientation_patient is None:
                         unplaced.append(row)
                         continue
-                    row_refs = _classic_refs(row, notes)
+                    row_refs = _classic_refs(row, notes, philips_scaling)
             except SeriesError as exc:
                 if str(exc).startswith("invalid_rescale"):
                     refused = exc  # the file cannot be left out: the whole series is refused
@@ -495,7 +611,7 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
         assumed: list[Finding] = []
         if unplaced and refused is None:
             try:
-                placed = _assumed_refs(unplaced)
+                placed = _assumed_refs(unplaced, philips_scaling)
             except SeriesError as exc:
                 failures.append((series_uid, str(exc)))
                 placed = []
@@ -529,6 +645,7 @@ def plan_volumes(rows: Iterable[Any], policy: GeometryPolicy | None = None) -> t
                 failures.append((series_uid, str(exc)))
                 continue
             for plan in made:
+                _philips_finding(plan, series_rows, philips_scaling)
                 plan.findings.extend(assumed)
                 plan.meta["findings"].extend(f.to_dict() for f in assumed)
             plans.extend(made)
@@ -662,6 +779,31 @@ def _plan_stack(
     return [_make_plan(series_uid, str(n), pairs, geometry, policy, split_reason)]
 
 
+def _philips_finding(plan: VolumePlan, rows: Sequence[Any], scaling: str) -> None:
+    """Name the Philips values a volume holds, where its files carry an MR Scale Slope."""
+    scaled = plan.meta.get("philips_scaling")
+    if scaled is not None:
+        finding = Finding(
+            "philips_precise",
+            "Philips MR Scale Slope (2005,100E) applied: the values are precise floating-point values "
+            "(SV*RS+RI)/(RS*SS), as dcm2niix writes by default (-p y); the display pipeline keeps the "
+            "display rescale, windows are converted",
+            {"scale_slopes": scaled["scale_slopes"], "display_rescale": scaled["display_rescale"]},
+        )
+    elif scaling == "display" and any(_is_philips(r) and r.philips_scale_slope is not None for r in rows):
+        plan.meta["philips_scaling"] = {"values": "display"}
+        finding = Finding(
+            "philips_display",
+            "Philips MR Scale Slope (2005,100E) not applied (philips_scaling='display'): the values are display "
+            "values SV*RS+RI, as dcm2niix -p n writes them",
+            {},
+        )
+    else:
+        return
+    plan.findings.append(finding)
+    plan.meta["findings"].append(finding.to_dict())
+
+
 _UID_KEY = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
@@ -703,7 +845,7 @@ def _display(plan: VolumePlan) -> dict[str, Any] | None:
     only "rescale", "windows" and "photometric"."""
     import pydicom
 
-    from ..display import DisplayPipeline, Rescale
+    from ..display import DisplayPipeline, Rescale, Window
 
     ref = plan.geometry.slices[0]
     try:
@@ -714,6 +856,19 @@ def _display(plan: VolumePlan) -> dict[str, Any] | None:
     if plan.meta.get("values") == "modality":
         # the volume holds slope * stored + intercept already: never rescale twice
         pipeline = replace(pipeline, modality=Rescale())
+    elif ref.display_rescale is not None:
+        pipeline = replace(pipeline, modality=Rescale(slope=ref.rescale[0], intercept=ref.rescale[1]))
+    factor = _value_factor(ref)
+    if factor != 1.0 and isinstance(pipeline.voi, Window):
+        # the file's window is in display units (the Modality LUT's output, C.11.2.1.2): the
+        # pipeline works in the volume's units (Philips precise values, display times factor),
+        # so that every reader of the metadata (rescale, windows, display) agrees with it; the
+        # display rescale stays in meta["philips_scaling"]. LINEAR's width-1 term means nothing
+        # below a width of 1: LINEAR_EXACT there
+        width = pipeline.voi.width * abs(factor)
+        function = "LINEAR_EXACT" if pipeline.voi.function == "LINEAR" and width < 1.0 else pipeline.voi.function
+        pipeline = replace(pipeline, voi=replace(pipeline.voi, center=pipeline.voi.center * factor,
+                                                 width=width, function=function))
     return pipeline.to_dict()
 
 

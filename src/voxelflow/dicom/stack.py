@@ -58,7 +58,10 @@ class SliceRef:
     columns: int
     sop_instance_uid: str = ""
     instance_number: int | None = None
-    rescale: tuple[float, float] = (1.0, 0.0)
+    rescale: tuple[float, float] = (1.0, 0.0)  # stored -> the volume's values
+    # the public Rescale Slope / Intercept where `rescale` is another transform of the stored
+    # values (Philips precise values); None where `rescale` is the public one
+    display_rescale: tuple[float, float] | None = None
     temporal_key: tuple[Any, ...] = ()  # what distinguishes repeats of a position (time, b-value ...)
     dimension_index: tuple[int, ...] = ()
     thickness: float | None = None  # Slice Thickness, mm: the step of a one-slice stack
