@@ -110,7 +110,34 @@ def _missing_chunk_error(
 
 class CorruptChunkError(StoreError):
     """A stored chunk's bytes do not decode to one chunk of the array's shape and type (a
-    truncated or overwritten file); the message names the chunk and its file."""
+    truncated or overwritten file); the message names the chunk and its file.
+
+    Attributes ``path`` (the chunk's file), ``chunk`` (chunk grid index), ``array`` (the
+    array's path: the pyramid level in a stored volume), ``key`` (volume key) and ``level``
+    (pyramid level) name the place, where known (None otherwise).
+    """
+
+    def __init__(self, message: str, *, path: str | None = None,
+                 chunk: tuple[int, ...] | None = None, array: str | None = None,
+                 key: str | None = None, level: int | None = None):
+        self.path = path
+        self.chunk = chunk
+        self.array = array
+        self.key = key
+        self.level = level
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # keyword-only fields, as MissingChunkError: dask ships worker exceptions pickled
+        return (_corrupt_chunk_error,
+                (str(self), self.path, self.chunk, self.array, self.key, self.level))
+
+
+def _corrupt_chunk_error(
+    message: str, path: str | None, chunk: tuple[int, ...] | None, array: str | None,
+    key: str | None, level: int | None,
+) -> CorruptChunkError:
+    return CorruptChunkError(message, path=path, chunk=chunk, array=array, key=key, level=level)
 
 
 class VolumeChangedError(StoreError):

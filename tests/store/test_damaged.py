@@ -159,6 +159,22 @@ def test_damaged_chunk_raises_naming_it_on_every_read_path(pristine, tmp_path, h
     np.testing.assert_array_equal(store.open("v").array[:8], _data()[:8])
 
 
+def test_corrupt_chunk_error_carries_the_place_on_every_read_path(pristine, tmp_path) -> None:
+    root = _copy(pristine, "new", tmp_path)
+    CHUNK_DAMAGE["payload bit flipped"](root / CHUNK_FILE)
+    store = VolumeStore(root, read_only=True)
+    for name, read in READS.items():
+        with pytest.raises(CorruptChunkError) as caught:
+            read(store.open("v"))
+        error = caught.value
+        assert (error.key, error.level, error.array, error.chunk) == ("v", 0, "0", CHUNK), name
+        assert Path(error.path) == root / CHUNK_FILE, name
+    # dask ships worker errors pickled: the place must survive it
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.path, copy.chunk, copy.array, copy.key, copy.level, str(copy)) == (
+        error.path, error.chunk, error.array, error.key, error.level, str(error))
+
+
 # -- damaged metadata: open refuses, naming the file and the field ------------------------------
 
 

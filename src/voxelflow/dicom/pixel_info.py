@@ -125,8 +125,10 @@ def _tagged(keyword: str) -> str:
 def _int_attr(ds: Any, keyword: str, source: str, *, default: int | None = None) -> int:
     try:
         value = ds.get(keyword)
-    except (ValueError, TypeError, OverflowError) as exc:
-        # pydicom converts raw values lazily: a malformed IS/US surfaces here
+    except Exception as exc:  # noqa: BLE001 - pydicom converts raw values lazily, raising
+        # ValueError for a malformed IS/US, NotImplementedError for an unknown VR and its own
+        # BytesLengthException for a value that does not fit its VR (the last two found by
+        # voxelflow.testing.fuzz)
         raise DecodeError(f"{_tagged(keyword)} cannot be read: {exc}", source=source) from None
     if value is None or value == "" or (isinstance(value, (list, tuple)) and not value):
         if default is not None:
@@ -162,7 +164,7 @@ def pixel_info(ds: Any, source: str, transfer_syntax: UID) -> PixelInfo:
 
     try:
         photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - as in _int_attr
         raise DecodeError(f"(0028,0004) Photometric Interpretation cannot be read: {exc}", source=source) from None
     if not photometric:
         raise DecodeError("(0028,0004) Photometric Interpretation is missing", source=source)

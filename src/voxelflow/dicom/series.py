@@ -172,14 +172,14 @@ def _stacking(path: str) -> tuple[float | None, list[float] | None]:
     try:
         value = float(ds.SpacingBetweenSlices) if "SpacingBetweenSlices" in ds else None
         spacing = value if value is not None and math.isfinite(value) and value > 0 else None
-    except (TypeError, ValueError):
-        pass
+    except Exception:  # noqa: BLE001, S110 - pydicom converts lazily: an unknown VR raises
+        pass  # NotImplementedError, a wrong length its own exception (voxelflow.testing.fuzz)
     try:
         vector = ds.get("GridFrameOffsetVector")
         if vector is not None:
             values = [float(v) for v in vector]
             offsets = values if all(math.isfinite(v) for v in values) else None
-    except (TypeError, ValueError):
+    except Exception:  # noqa: BLE001, S110 - as above
         pass
     return spacing, offsets
 
@@ -403,6 +403,14 @@ def _enhanced_refs(row: Any, scaling: str) -> list[tuple[Any, SliceRef]] | None:
         thickness = _frame_value(shared, item, "PixelMeasuresSequence", "SliceThickness")
         if position is None or orientation is None:
             raise SeriesError(f"{row.path}: frame {f} has no plane position/orientation")
+        # the geometry multiplies these as 3- and 6-vectors: another count raised numpy's
+        # ValueError out of the planner (found by voxelflow.testing.fuzz)
+        for keyword, value, count in (("ImagePositionPatient", position, 3),
+                                      ("ImageOrientationPatient", orientation, 6)):
+            given = _as_list(value)
+            if len(given) != count:
+                raise SeriesError(f"{row.path}: frame {f} {keyword} has {len(given)} values, "
+                                  f"not {count}")
         slope = _frame_value(shared, item, "PixelValueTransformationSequence", "RescaleSlope")
         intercept = _frame_value(shared, item, "PixelValueTransformationSequence", "RescaleIntercept")
         private = _private_frame_item(item) if philips else None
@@ -605,6 +613,13 @@ def plan_volumes(
                     break
                 failures.append((series_uid, str(exc)))
                 continue
+            except Exception as exc:  # noqa: BLE001 - one file must not end the batch
+                # pydicom converts a damaged file's values lazily, raising anything (a
+                # struct.error inside a functional group, a ValueError for a position that
+                # is not a number: found by voxelflow.testing.fuzz)
+                reason = f"{row.path}: cannot read the frames' geometry: {type(exc).__name__}: {exc}"
+                failures.append((series_uid, reason))
+                continue
             for frame_row, ref in row_refs:
                 stacks[_split_key(frame_row, ref)].append((frame_row, ref))
         # what had to be assumed about some files: a finding on every volume of the series
@@ -612,7 +627,7 @@ def plan_volumes(
         if unplaced and refused is None:
             try:
                 placed = _assumed_refs(unplaced, philips_scaling)
-            except SeriesError as exc:
+            except VoxelflowError as exc:  # the geometry's ParameterError too (fuzz-found)
                 failures.append((series_uid, str(exc)))
                 placed = []
             for frame_row, ref in placed:
@@ -641,7 +656,11 @@ def plan_volumes(
             pairs = sorted(stacks[key], key=lambda p: (str(p[0].path), p[1].frame or 0))
             try:
                 made = _plan_stack(series_uid, n, pairs, policy, ", ".join(reasons) or None)
-            except SeriesError as exc:
+                for plan in made:
+                    _check_affine(plan, pairs[0][1].path)
+            except VoxelflowError as exc:
+                # SeriesError, and the geometry's ParameterError for an orientation that is
+                # not two orthogonal unit vectors (found by voxelflow.testing.fuzz)
                 failures.append((series_uid, str(exc)))
                 continue
             for plan in made:
@@ -650,6 +669,25 @@ def plan_volumes(
                 plan.meta["findings"].extend(f.to_dict() for f in assumed)
             plans.extend(made)
     return plans, failures
+
+
+def _check_affine(plan: VolumePlan, path: str) -> None:
+    """Refuse a plan whose affine is not finite and invertible: a slice step of 1e308 mm made
+    one that the store met only when it wrote the OME-Zarr transform (a LinAlgError; found
+    by voxelflow.testing.fuzz)."""
+    affine = np.asarray(plan.geometry.affine, dtype=float)
+    with np.errstate(all="ignore"):
+        # the store solves for the origin in the unit axis directions: a 1e308 mm slice step
+        # is finite but its norm is not, and huge steps hide axes that are nearly parallel
+        norms = np.linalg.norm(affine[:3, :3], axis=0)
+        directions = affine[:3, :3] / norms
+        det = np.linalg.det(directions) if np.isfinite(directions).all() else np.nan
+    if not np.isfinite(affine).all() or not np.isfinite(det) or abs(det) < 1e-6:
+        raise SeriesError(
+            f"{path}: the volume's affine {affine[:3, :3].round(6).tolist()} is not finite and "
+            "invertible ((0028,0030) Pixel Spacing, the slice spacing or thickness, or (0020,0037) "
+            "Image Orientation (Patient) is zero, huge or degenerate)"
+        )
 
 
 def _pixels(ref: SliceRef) -> bytes | None:

@@ -200,6 +200,28 @@ def _from_dataset(ds: Any, name: str) -> PixelSource:
     return PixelSource(ds, name, ts, len(value), elem.is_undefined_length, str(elem.VR), _buffer=value)
 
 
+class _BoundedFile:
+    """A file whose reads never ask for more than the bytes left in it.
+
+    pydicom reads an element's declared length in one call, and CPython allocates the whole
+    request before it reads: a damaged length of 4 GiB in a 2 KB file the walker had declined
+    was a 4 GiB allocation (a MemoryError under a cap; found by voxelflow.testing.fuzz). A
+    clamped read comes back short and pydicom reports the element cut off instead.
+    """
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self._f = f
+        self._size = size
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            return self._f.read()
+        return self._f.read(max(0, min(n, self._size - self._f.tell())))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
 def open_source(src: Any) -> PixelSource:
     """Open a path or take a pydicom Dataset; the header is parsed, pixels are not read.
 
@@ -245,7 +267,7 @@ def open_source(src: Any) -> PixelSource:
         else:
             f.seek(0)
             try:
-                ds = pydicom.dcmread(f, stop_before_pixels=True)
+                ds = pydicom.dcmread(_BoundedFile(f, size), stop_before_pixels=True)
             except InvalidDicomError as exc:
                 raise DecodeError(f"not a DICOM file ({exc})", source=name) from exc
             except RecursionError:

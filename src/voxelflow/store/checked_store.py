@@ -473,7 +473,12 @@ class ChunkCheckedStore(WrapperStore[LocalStore]):
             raise CorruptChunkError(
                 f"volume store {self.where}: volume {self.volume_key!r} level {level} chunk "
                 f"{index} (file {self._store.root / key}) is damaged: {error}; "
-                "write the volume again with overwrite=True"
+                "write the volume again with overwrite=True",
+                path=str(self._store.root / key),
+                chunk=index,
+                array=str(level),
+                key=self.volume_key,
+                level=level,
             ) from error
 
     def _check(self, key: str, missing: bool) -> None:
@@ -566,7 +571,10 @@ class ChunkReader:
             except ValueError as error:
                 raise CorruptChunkError(
                     f"{self.array.store_path}: chunk {index} (key {self.key(index)!r}) does not "
-                    f"decode to {self.layout.chunks} {self.layout.dtype.name}: {error}"
+                    f"decode to {self.layout.chunks} {self.layout.dtype.name}: {error}",
+                    path=f"{self.array.store_path}/{self.key(index)}",
+                    chunk=index,
+                    array=str(self.array.store_path),
                 ) from error
         if decoded is not target:
             target[:] = decoded

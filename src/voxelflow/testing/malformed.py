@@ -81,7 +81,8 @@ class MalformedCase:
         Stable identifier (also the file name, ``<name>.dcm``).
     klass : str
         Group: ``container``, ``truncation``, ``sequences-lengths``, ``pixel-module``,
-        ``pixel-data``, ``encapsulation``, ``rle``, ``jpeg``, ``deflate``, ``lut-rescale``.
+        ``pixel-data``, ``encapsulation``, ``rle``, ``jpeg``, ``deflate``, ``lut-rescale``,
+        ``geometry``.
     description : str
         What is wrong with the file.
     expect : Expect
@@ -469,6 +470,15 @@ def _jpeg_sof_dims(stream: bytes) -> bytes:
     return bytes(out)
 
 
+def _jpeg_sof_zero_lines(stream: bytes) -> bytes:
+    # Y = 0: the height comes from a DNL marker after the scan, which the plugins meet by
+    # growing their output without bound (found by voxelflow.testing.fuzz)
+    out = bytearray(stream)
+    pos = out.find(b"\xff\xc0")
+    struct.pack_into(">H", out, pos + 5, 0)
+    return bytes(out)
+
+
 def _unchanged(stream: bytes) -> bytes:
     return stream
 
@@ -660,6 +670,13 @@ def cases() -> list[MalformedCase]:
         c("rows-0", "pixel-module", "Rows 0", _attr("Rows", 0), Expect(dec, r"\(0028,0010\)")),
         c("columns-missing", "pixel-module", "no Columns", _attr("Columns", None),
           Expect(dec, r"\(0028,0011\)", err, r"\(0028,0011\)")),
+        # pydicom converts these lazily, raising NotImplementedError and its own
+        # BytesLengthException (found by voxelflow.testing.fuzz)
+        c("pixel-representation-unknown-vr", "pixel-module",
+          "(0028,0103) with VR bytes 55 13", _raw(0x00280103, b"\x55\x13", _us(0)),
+          Expect(dec, r"\(0028,0103\)")),
+        c("samples-per-pixel-as-fl", "pixel-module", "(0028,0002) as FL with 2 bytes",
+          _raw(0x00280002, b"FL", _us(1)), Expect(dec, r"\(0028,0002\)")),
         c("rows-text", "pixel-module", "Rows written as IS 'abc'", _raw(0x00280010, b"IS", b"abc "),
           Expect(dec, r"\(0028,0010\)", err, r"\(0028,0010\) Rows is unreadable")),
         c("rows-ul-70000", "pixel-module", "Rows written as UL 70000",
@@ -754,6 +771,9 @@ def cases() -> list[MalformedCase]:
           _jpeg_case(_jpeg_no_eoi, "jpeg_baseline", "MR"), Expect(dec, "frame 0.*(EOI|end)")),
         c("jpeg-sof-dimensions", "jpeg", "SOF says 64 x 64, the data set 16 x 16",
           _jpeg_case(_jpeg_sof_dims, "jpeg_baseline", "MR"), Expect(dec, r"frame 0.*(64|\(0028,0010\))")),
+        c("jpeg-sof-zero-lines", "jpeg", "SOF says 0 lines (height from a DNL marker)",
+          _jpeg_case(_jpeg_sof_zero_lines, "jpeg_baseline", "MR"),
+          Expect(dec, r"frame 0.*0 lines.*\(0028,0010\)")),
         c("jpeg-precision-vs-bits-stored", "jpeg", "lossless codestream precision 12, Bits Stored 14",
           _jpeg_case(_unchanged, "jpeg_lossless", "CT", BitsStored=14, HighBit=13),
           Expect(dec, r"frame 0.*precision.*\(0028,0101\)")),
@@ -774,6 +794,10 @@ def cases() -> list[MalformedCase]:
         c("palette-descriptor-inconsistent", "lut-rescale",
           "palette descriptor 256 entries, data 100", _palette_bad_descriptor,
           Expect(dec, "holds 200 bytes|descriptor"), {"apply_palette": True}),
+        # decodes; ingest once raised ParameterError from the geometry (found by
+        # voxelflow.testing.fuzz): the batch test ingests it among the others
+        c("orientation-degenerate", "geometry", "Image Orientation (Patient) 0\\0\\0\\0\\1\\0",
+          _attr("ImageOrientationPatient", [0, 0, 0, 0, 1, 0]), Expect(None, "", row)),
         c("rescale-slope-text", "lut-rescale", "Rescale Slope 'abc'", _rescale_text,
           Expect(None, "", row, scan_invalid="rescale_slope")),
         c("rescale-slope-nan", "lut-rescale", "Rescale Slope 'NaN'", _rescale_nan,
