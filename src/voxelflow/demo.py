@@ -110,6 +110,7 @@ def run_demo(*, out: str | None = None, slices: int = 120, size: int = 256) -> i
         key = report.volumes[0].key
         print("serve the store over HTTP (DICOMweb, MPR / MIP; API at /docs):")
         print(f"  voxelflow serve --store {store_dir}")
+        print("  open http://127.0.0.1:8042/viewer in a browser (3-up MPR, oblique slab MIP)")
         print(f"  curl -o mip.jpg 'http://127.0.0.1:8042/volumes/{quote(key, safe='')}/mpr?normal=0,0.87,0.5&slab=20&mode=mip'")
     return 0 if same and not report.partial else 1
 

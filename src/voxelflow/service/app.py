@@ -321,7 +321,7 @@ def create_app(store: str | os.PathLike[str] | VolumeStore, settings: ServiceSet
     StoreError
         If `store` is not a readable volume store.
     """
-    from . import dicomweb, docs, stow, volumes
+    from . import dicomweb, docs, stow, viewer, volumes
 
     settings = settings or ServiceSettings()
     if overrides:
@@ -337,6 +337,7 @@ def create_app(store: str | os.PathLike[str] | VolumeStore, settings: ServiceSet
         *stow.routes(),
         *volumes.routes(),
         *docs.routes(),
+        *viewer.routes(),
         Route("/healthz", handler(_health), methods=["GET"]),
     ]
     middleware = [Middleware(_Errors)]
