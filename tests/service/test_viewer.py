@@ -402,9 +402,9 @@ def test_a_newer_frame_cancels_a_stale_one(page, server, store):
             route.continue_()
     page.wait_shown()
     assert len(set(wishes)) == 7
-    # two requests for the six quick notches, a third for the seventh, which cancelled the first
-    # (held past STALE_MS by then)
-    assert len(asked) == 3 and set(asked) <= set(wishes) and asked[-1] == wishes[-1], (asked, wishes)
+    # two requests for the six quick notches (a third if the page stalled past STALE_MS among
+    # them), one more for the seventh, which cancelled the first, held past STALE_MS by then
+    assert 3 <= len(asked) <= 4 and set(asked) <= set(wishes) and asked[-1] == wishes[-1], (asked, wishes)
     failed = [u[len(server.url):] for u in failed]
     assert asked[0] in failed and set(failed) <= set(asked), (failed, asked)
     shown = [f["url"] for f in page.js("window.voxelviewer.log.frames")[before:] if f["pane"] == "axial"]
