@@ -117,17 +117,16 @@
     return { shape, steps, origin, toIndex, at, corners, middle, center, radius, spacing: steps.map(norm) };
   }
 
-  // the nearest voxel centre inside the volume
-  function snap(geo, p) {
-    const index = apply3(geo.toIndex, sub(p, geo.origin)).map((x, k) => Math.min(geo.shape[k] - 1, Math.max(0, Math.round(x))));
+  // a point moved inside the volume (index space), onto the nearest voxel centre with `round`
+  function inside(geo, p, round) {
+    const index = apply3(geo.toIndex, sub(p, geo.origin))
+      .map((x, k) => Math.min(geo.shape[k] - 1, Math.max(0, round ? Math.round(x) : x)));
     return geo.at(index);
   }
+  const snap = (geo, p) => inside(geo, p, true);
 
-  // keep a point inside the volume (in index space, without rounding)
-  function clampInside(geo, p) {
-    const index = apply3(geo.toIndex, sub(p, geo.origin)).map((x, k) => Math.min(geo.shape[k] - 1, Math.max(0, x)));
-    return geo.at(index);
-  }
+  // the store key as a path: its slash stays a slash
+  const volumePath = (key) => "/volumes/" + encodeURIComponent(key).replace(/%2F/g, "/");
 
   // orientation letters of an LPS direction: its large components, largest first
   function letters(v) {
@@ -193,7 +192,7 @@
       const geo = state.volume.geo;
       let s;
       if (this.name === "oblique") {
-        s = (2 * geo.radius) / Math.min(this.width, this.height); // the same scale at every angle
+        s = this.wholeSpacing();
       } else {
         const extent = (v) => { const d = geo.corners.map((p) => dot(p, v)); return Math.max(...d) - Math.min(...d); };
         s = Math.max(extent(row) / this.width, extent(col) / this.height);
@@ -203,14 +202,18 @@
       return { center, row, col, normal: n, spacing: s, size: [this.height, this.width] };
     }
 
+    // mm per device pixel that shows the whole volume at any angle (oblique and rotating views)
+    wholeSpacing() {
+      return (2 * state.volume.geo.radius) / Math.min(this.width, this.height);
+    }
+
     url() {
-      const key = encodeURIComponent(state.volume.key).replace(/%2F/g, "/");
+      const base = volumePath(state.volume.key);
       const w = state.window;
       const win = `window=${+w.center.toFixed(2)},${+w.width.toFixed(2)}`;
       const size = `size=${this.height},${this.width}`;
       if (this.name === "oblique" && state.rotating) {
-        const s = (2 * state.volume.geo.radius) / Math.min(this.width, this.height);
-        return `/volumes/${key}/projection?azimuth=${state.azimuth}&mode=max&${size}&spacing=${+s.toFixed(6)}&${win}`;
+        return `${base}/projection?azimuth=${state.azimuth}&mode=max&${size}&spacing=${+this.wholeSpacing().toFixed(6)}&${win}`;
       }
       const p = this.plane();
       let q;
@@ -220,7 +223,7 @@
       } else {
         q = `orientation=${this.name}&center=${fmt(p.center)}`;
       }
-      return `/volumes/${key}/mpr?${q}&${size}&spacing=${+p.spacing.toFixed(6)}&${win}`;
+      return `${base}/mpr?${q}&${size}&spacing=${+p.spacing.toFixed(6)}&${win}`;
     }
 
     // Ask for the current image. At most PIPELINE requests per pane run at once (the next
@@ -347,7 +350,7 @@
         for (const label of Object.values(this.labels)) label.textContent = "";
       }
       // the scale bar: a round length near a quarter of the pane
-      const mmPerCss = (rotatingHere ? (2 * state.volume.geo.radius) / Math.min(this.width, this.height) : plane.spacing[1]) * this.dpr;
+      const mmPerCss = (rotatingHere ? this.wholeSpacing() : plane.spacing[1]) * this.dpr;
       const target = (this.el.clientWidth / 4) * mmPerCss;
       const power = Math.pow(10, Math.floor(Math.log10(target)));
       const mm = [5, 2, 1].map((f) => f * power).find((v) => v <= target) || power;
@@ -383,7 +386,7 @@
       const { row, col } = this.basis;
       const n = cross(row, col);
       if (this.name === "oblique") {
-        state.point = clampInside(geo, add(state.point, mul(n, count * Math.min(...geo.spacing))));
+        state.point = inside(geo, add(state.point, mul(n, count * Math.min(...geo.spacing))));
       } else {
         const axis = this.scrollAxis();
         const step = geo.steps[axis];
@@ -617,7 +620,7 @@
     const stored = (desc.windows || [])[0];
     if (stored && stored.width > 0) return { center: stored.center, width: stored.width };
     // no stored window: the 1st..99th percentile of a coarse axial view's modality values
-    const path = `/volumes/${encodeURIComponent(key).replace(/%2F/g, "/")}/mpr?orientation=axial&size=64`;
+    const path = `${volumePath(key)}/mpr?orientation=axial&size=64`;
     const values = new Float32Array(await (await api(path, { headers: { Accept: "application/octet-stream" } })).arrayBuffer());
     const sorted = Array.from(values).filter(Number.isFinite).sort((a, b) => a - b);
     if (!sorted.length) return { center: 0.5, width: 1 };
@@ -626,7 +629,7 @@
   }
 
   async function openVolume(key) {
-    const desc = await apiJson(`/volumes/${encodeURIComponent(key).replace(/%2F/g, "/")}`);
+    const desc = await apiJson(volumePath(key));
     if (desc.shape.length !== 3) {
       status(`${key}: ${desc.shape.length}-D volumes are not shown here (the viewer shows 3-D volumes)`, true);
       return;
