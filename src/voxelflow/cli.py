@@ -134,10 +134,11 @@ def _parser() -> argparse.ArgumentParser:
     decode.add_argument("--frames", type=int, nargs="*", help="frame numbers (0-based)")
     decode.add_argument("--backend", help="kernel backend")
     decode.add_argument("-o", "--output", metavar="FILE.npy", help="save the array as .npy")
-    from . import cli_pacs, cli_views
+    from . import cli_cohort, cli_pacs, cli_views
 
     cli_views.add_parsers(sub)  # window, resample, render
     cli_pacs.add_parsers(sub)  # pull, listen
+    cli_cohort.add_parsers(sub)  # cohort
     return parser
 
 
@@ -194,12 +195,14 @@ def _run(args: argparse.Namespace) -> int:
         return _info(args)
     if args.command == "serve":
         return _serve(args)
-    from . import cli_pacs, cli_views
+    from . import cli_cohort, cli_pacs, cli_views
 
     if args.command in cli_views.COMMANDS:
         return cli_views.run(args)
     if args.command in cli_pacs.COMMANDS:
         return cli_pacs.run(args)
+    if args.command in cli_cohort.COMMANDS:
+        return cli_cohort.run(args)
     return EXIT_ERROR
 
 

@@ -164,14 +164,14 @@ def convert(
     report = IngestReport()
     for plan in _plans(sources, policy, reporter, report, philips_scaling=philips_scaling):
         try:
-            name = _nifti_name(plan)
+            name = nifti_name(plan)
             progress = None if reporter is None else reporter(f"writing {name}", "volumes")
             if progress is not None:
                 progress(0, 1)
             volume = build_volume(plan, backend=backend)
             path = volume.to_nifti(out / name)
             if sidecar:
-                _write_sidecars(out / name, plan, volume)
+                write_sidecars(out / name, plan, volume)
             if progress is not None:
                 progress(1, 1)
         except VoxelflowError as exc:
@@ -182,7 +182,7 @@ def convert(
     return report
 
 
-def _write_sidecars(nifti: Path, plan: Any, volume: Any) -> None:
+def write_sidecars(nifti: Path, plan: Any, volume: Any) -> None:
     """The BIDS JSON beside `nifti`, and for a diffusion series its .bval / .bvec."""
     from .bids import diffusion_table, sidecar, write_bval_bvec, write_sidecar
 
@@ -198,7 +198,7 @@ def _write_sidecars(nifti: Path, plan: Any, volume: Any) -> None:
             write_bval_bvec(stem, table, nib.load(nifti).affine)
 
 
-def _nifti_name(plan: Any) -> str:
+def nifti_name(plan: Any) -> str:
     number = plan.meta.get("series_number")
     stem = f"series{int(number):03d}" if isinstance(number, (int, float)) and number == number else "series"
     return f"{stem}_{plan.key.replace('/', '_').replace('.', '-')}.nii.gz"
