@@ -186,7 +186,10 @@ def run(
     try:
         run_id = manifest.begin_run([str(s) for s in sources], pipeline.to_dict())
         index_path = store.path / ".voxelflow" / SCAN_INDEX
-        index = scan([str(s) for s in sources], previous=index_path,
+        # the headers are read on the cluster's workers: on 100 nodes the scan scales with them
+        executor = client.get_executor(pure=False)
+        index = scan([str(s) for s in sources], previous=index_path, executor=executor,
+                     workers=max(2, 4 * sum(client.nthreads().values())),
                      progress=None if reporter is None else reporter("scanning", "files"))
         index_path.parent.mkdir(parents=True, exist_ok=True)
         index.save(index_path)

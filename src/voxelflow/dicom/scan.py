@@ -26,7 +26,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, MutableSequence, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, BinaryIO
 
@@ -820,6 +820,7 @@ def scan(
     workers: int | None = None,
     previous: Index | str | os.PathLike[str] | None = None,
     progress: Callable[[int, int], Any] | None = None,
+    executor: Executor | None = None,
 ) -> Index:
     """Index the DICOM instances under `paths`, reading headers only.
 
@@ -841,6 +842,11 @@ def scan(
     progress : callable, optional
         Called as ``progress(done, total)`` (files) as reading advances, last with
         ``done == total``.
+    executor : concurrent.futures.Executor, optional
+        Read the headers there rather than in a pool of this machine's processes, e.g. a
+        cluster's workers (``distributed.Client.get_executor()``), `workers` chunks at a time
+        (default: 8 per CPU here). It is not shut down. A chunk whose task fails (its worker
+        died) reports each of its files as an error.
 
     Returns
     -------
@@ -898,6 +904,12 @@ def scan(
                 (skipped if kind == "skipped" else no_pixels if kind == "no_pixels"
                  else errors).append(issue)
 
+    if executor is not None:
+        # chunks small enough that every worker of a cluster gets several
+        chunks = [todo[i : i + _MAX_CHUNK] for i in range(0, len(todo), _MAX_CHUNK)]
+        in_flight = workers or 8 * _available_cpus()
+        done = _run_pool(chunks, executor, in_flight, collect, errors, done, total, progress)
+        return Index(rows, skipped=skipped, no_pixels=no_pixels, errors=errors)
     if workers is None:
         cpus = _available_cpus()
         workers = max(1, min(cpus, len(todo) // _MIN_FILES_PER_WORKER))
@@ -916,39 +928,52 @@ def scan(
         # several chunks per worker keep both busy to the end and the progress bar moving
         size = max(16, min(_MAX_CHUNK, math.ceil(len(todo) / (workers * 8))))
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
-        done = _run_pool(chunks, workers, collect, errors, done, total, progress)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+        try:
+            done = _run_pool(chunks, pool, len(chunks), collect, errors, done, total, progress)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     return Index(rows, skipped=skipped, no_pixels=no_pixels, errors=errors)
 
 
 def _run_pool(
     chunks: list[list[tuple[str, int, int]]],
-    workers: int,
+    executor: Executor,
+    in_flight: int,
     collect: Callable[[list[_Result]], None],
     errors: list[FileIssue],
     done: int,
     total: int,
     progress: Callable[[int, int], Any] | None,
 ) -> int:
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+    """Read `chunks` on `executor`, at most `in_flight` at a time; returns files done."""
+    waiting = list(reversed(chunks))
+    pending: dict[Future[list[_Result]], list[tuple[str, int, int]]] = {}
+
+    def submit() -> None:
+        while waiting and len(pending) < in_flight:
+            chunk = waiting.pop()
+            pending[executor.submit(_read_chunk, chunk)] = chunk
+
     try:
-        pending: dict[Future[list[_Result]], list[tuple[str, int, int]]] = {
-            executor.submit(_read_chunk, chunk): chunk for chunk in chunks
-        }
+        submit()
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 chunk = pending.pop(future)
                 try:
                     collect(future.result())
-                except BrokenProcessPool:
+                except Exception as exc:  # noqa: BLE001 - BrokenProcessPool, KilledWorker ...
                     # a worker died (killed, out of memory): its files are reported, not lost
-                    errors.extend(
-                        FileIssue(p, "the process reading this file died", s, m)
-                        for p, s, m in chunk
-                    )
+                    reason = "the process reading this file died"
+                    if not isinstance(exc, BrokenProcessPool):
+                        reason += f" ({type(exc).__name__})"
+                    errors.extend(FileIssue(p, reason, s, m) for p, s, m in chunk)
                 done += len(chunk)
                 if progress is not None:
                     progress(done, total)
+            submit()
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        for future in pending:
+            future.cancel()
     return done
