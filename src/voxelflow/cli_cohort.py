@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     from distributed import Client, LocalCluster
 
-    from .cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
+    from .cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, _remove_if_unused
     from .cohort import load_pipeline
     from .cohort import run as run_cohort
     from .progress import terminal_reporter
@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise ParameterError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     reporter = terminal_reporter(quiet=args.quiet)
+    created = not os.path.exists(args.store)
     cluster = None
     if args.scheduler:
         if os.path.isfile(args.scheduler):
@@ -110,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             cluster.close()
     print(report.table())
     if report.counts.get("done", 0) == 0 and not report.failures:
+        _remove_if_unused(args.store, created, "ingest")  # a run that found nothing leaves nothing
         print(f"voxelflow cohort: error: no DICOM image found in {', '.join(args.sources)}", file=sys.stderr)
         return EXIT_ERROR
     if report.partial:

@@ -74,6 +74,11 @@ def test_bad_arguments_fail_before_anything_is_made(cohort, tmp_path):
     code, _, err = _finish(_cohort(tmp_path / "missing", "--store", tmp_path / "out"))
     assert code == 2 and "missing: no such file or folder" in err
     assert not (tmp_path / "out").exists()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no DICOM here")
+    code, out, err = _finish(_cohort(tmp_path / "empty", "--store", tmp_path / "out", "--workers", "1"))
+    assert code == 2 and "no DICOM image found" in err, out + err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_killed_run_resumes_to_the_outputs_of_an_uninterrupted_one(cohort, tmp_path):

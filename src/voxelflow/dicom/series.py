@@ -430,11 +430,14 @@ def _enhanced_refs(row: Any, scaling: str) -> list[tuple[Any, SliceRef]] | None:
         bvalue = _frame_value(shared, item, "MRDiffusionSequence", "DiffusionBValue")
         windows = _frame_windows(item)
         frame_row = row
+        if scale_slope is not None and scaling == "display":
+            # left unapplied: the frame's row keeps it so the volume's finding can say so
+            frame_row = replace(frame_row, philips_scale_slope=scale_slope)
         if windows is not None and windows != (
             tuple(_as_list(row.window_center)), tuple(_as_list(row.window_width)), tuple(_as_list(row.window_explanation))
         ):
             frame_row = replace(
-                row, window_center=windows[0], window_width=windows[1], window_explanation=windows[2]
+                frame_row, window_center=windows[0], window_width=windows[1], window_explanation=windows[2]
             )
         # the frame's own kind (magnitude / phase / real / imaginary, a B0 map) and echo: frames
         # of different kinds or echoes become separate volumes, as dcm2niix writes them, never
@@ -664,7 +667,7 @@ def plan_volumes(
                 failures.append((series_uid, str(exc)))
                 continue
             for plan in made:
-                _philips_finding(plan, series_rows, philips_scaling)
+                _philips_finding(plan, [r for r, _ in pairs], philips_scaling)
                 plan.findings.extend(assumed)
                 plan.meta["findings"].extend(f.to_dict() for f in assumed)
             plans.extend(made)
