@@ -376,3 +376,141 @@ def test_warnings_are_not_errors(ct):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         voxelflow.decode(ct)
+
+
+# --- multi-frame offset tables (PS3.5 A.4, PS3.3 C.7.6.3.1.8) ------------------------------
+# The corpus (voxelflow.testing.malformed) repeats one slice; here the frames differ, so a
+# framing that mixes them up shows as wrong pixels, asserted against each slice decoded alone.
+
+
+def _item(fragment: bytes) -> bytes:
+    return b"\xfe\xff\x00\xe0" + struct.pack("<I", len(fragment)) + fragment
+
+
+def _split(stream: bytes, parts: int) -> list[bytes]:
+    stream += b"\0" * (len(stream) % 2)
+    step = max(2, (len(stream) // parts) & ~1)
+    cuts = [i * step for i in range(parts)] + [len(stream)]
+    return [stream[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def _multiframe(tmp_path, ts, layout):
+    """(2-frame dataset framed by `layout`, reference pixels of its frames)."""
+    from pydicom.encaps import generate_frames
+
+    from voxelflow.testing import write_series
+
+    info = write_series(tmp_path / "src", shape=(2, 32, 32), modality="MR", transfer_syntax=ts)
+    paths = sorted(info.paths)
+    reference = np.stack([voxelflow.decode(p) for p in paths])
+    streams = []
+    for p in paths:
+        (stream,) = generate_frames(pydicom.dcmread(p).PixelData, number_of_frames=1)
+        streams.append(bytes(stream))
+    ds = pydicom.dcmread(paths[0])
+    per_frame = [[s] if ts == "rle" else _split(s, 2 + i) for i, s in enumerate(streams)]
+    fragments = [f for frame in per_frame for f in frame]
+    positions, pos = [], 0
+    for f in fragments:
+        positions.append(pos)
+        pos += 8 + len(f)
+    firsts = [0, len(per_frame[0])]
+    bot, eot = layout([positions[i] for i in firsts], fragments)
+    if ts == "rle" or eot is not None:
+        fragments = [b"".join(frame) for frame in per_frame]
+        fragments = [f + b"\0" * (len(f) % 2) for f in fragments]
+        first = 8 + len(fragments[0])
+        bot, eot = layout([0, first], fragments)
+    ds.NumberOfFrames = 2
+    ds.PixelData = _item(struct.pack(f"<{len(bot)}I", *bot)) + b"".join(map(_item, fragments))
+    ds["PixelData"].is_undefined_length = True
+    if eot is not None:
+        ds.ExtendedOffsetTable = struct.pack(f"<{len(eot[0])}Q", *eot[0])
+        ds.ExtendedOffsetTableLengths = struct.pack(f"<{len(eot[1])}Q", *eot[1])
+    return ds, reference
+
+
+def _no_table(starts, fragments):
+    return [], None
+
+
+def _bot(starts, fragments):
+    return starts, None
+
+
+def _eot(starts, fragments):
+    return [], (starts, [len(f) for f in fragments])
+
+
+def _eot_unpadded(starts, fragments):
+    # Extended Offset Table Lengths without the fragment's pad byte are as good
+    return [], (starts, [len(f) - (f[-1:] == b"\0") for f in fragments])
+
+
+@pytest.mark.parametrize("ts", ["rle", "jpeg_baseline", "jpeg_lossless", "jpeg_ls", "jpeg2000_lossless"])
+@pytest.mark.parametrize("layout", [_no_table, _bot, _eot, _eot_unpadded], ids=lambda f: f.__name__)
+def test_exact_framings_decode_to_the_frames(tmp_path, ts, layout):
+    ds, reference = _multiframe(tmp_path, ts, layout)
+    if layout in (_eot, _eot_unpadded):
+        assert len(ds.PixelData) and ds.ExtendedOffsetTable  # one fragment per frame
+    path = tmp_path / "multi.dcm"
+    ds.save_as(path)
+    for src in (path, ds):
+        np.testing.assert_array_equal(voxelflow.decode(src), reference)
+        np.testing.assert_array_equal(voxelflow.decode(src, frames=1), reference[1])
+        np.testing.assert_array_equal(voxelflow.decode(src, frames=[1, 0]), reference[::-1])
+
+
+def test_decoding_leaves_the_dataset_alone(tmp_path):
+    ds, _ = _multiframe(tmp_path, "jpeg_baseline", _eot)
+    before = bytes(ds.PixelData)
+    voxelflow.decode(ds)
+    assert ds.NumberOfFrames == 2 and bytes(ds.PixelData) == before and "ExtendedOffsetTable" in ds
+
+
+@pytest.mark.parametrize("ts", ["jpeg_baseline", "jpeg2000_lossless"])
+def test_swapped_extended_offsets_are_refused_not_followed(tmp_path, ts):
+    # pydicom follows the table: frame 0 would have been decoded from frame 1's fragment
+    ds, _ = _multiframe(tmp_path, ts, lambda s, f: ([], (s[::-1], [len(x) for x in f][::-1])))
+    err = _raises(ds, r"frame 0: \(7FE0,0001\) Extended Offset Table gives frame 0 the offset")
+    assert err.frame == 0
+
+
+@pytest.mark.parametrize("ts", ["rle", "jpeg_baseline"])
+def test_a_table_that_disagrees_is_refused_even_with_one_fragment_per_frame(tmp_path, ts):
+    ds, _ = _multiframe(tmp_path, ts, lambda s, f: ([0, s[1] + 2], None))
+    _raises(ds, r"frame 1: \(7FE0,0010\) Basic Offset Table offset \d+ lands inside fragment")
+
+
+def test_eot_and_bot_must_agree(tmp_path):
+    ds, _ = _multiframe(tmp_path, "rle", _eot)
+    good = bytes(ds.PixelData)
+    (first,) = struct.unpack_from("<I", good, 12)
+    ds.PixelData = _item(struct.pack("<2I", 0, 8 + first)) + good[8:]
+    ds["PixelData"].is_undefined_length = True
+    assert voxelflow.decode(ds).shape == (2, 32, 32)  # both tables right: fine
+    ds.ExtendedOffsetTableLengths = struct.pack("<2Q", first, 8)
+    _raises(ds, r"frame 1: \(7FE0,0002\)")
+
+
+def test_eot_without_its_lengths(tmp_path):
+    ds, _ = _multiframe(tmp_path, "rle", _eot)
+    del ds.ExtendedOffsetTableLengths
+    _raises(ds, r"\(7FE0,0001\) Extended Offset Table is present without \(7FE0,0002\)")
+
+
+def test_jpeg_frames_derived_from_markers_must_start_with_soi(tmp_path):
+    ds, _ = _multiframe(tmp_path, "jpeg_baseline", _no_table)
+    data = bytearray(ds.PixelData)
+    # frame 1 starts with a fragment whose SOI is gone: markers give 2 frames, not exactly
+    first_len = struct.unpack_from("<I", data, 12)[0]
+    i = 8
+    while True:  # find the fragment after the one ending in EOI
+        length = struct.unpack_from("<I", data, i + 4)[0]
+        i += 8 + length
+        if bytes(data[i - 4 : i]).rstrip(b"\0").endswith(b"\xff\xd9"):
+            break
+    data[i + 8 : i + 10] = b"\0\0"
+    ds.PixelData = bytes(data)
+    assert first_len
+    _raises(ds, r"frame 1: .*do not start with a start-of-image marker")

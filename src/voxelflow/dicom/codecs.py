@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
 from pydicom.pixels import pixel_array as pydicom_pixel_array
 from pydicom.uid import (
@@ -26,7 +27,7 @@ from ..errors import DecodeError, MissingPluginError
 from .pixel_info import PixelInfo
 from .source import PixelSource
 
-__all__ = ["check_codestream", "decode_with_plugin", "plugin_package"]
+__all__ = ["check_codestream", "decode_with_plugin", "plugin_package", "start_markers"]
 
 # ISO 10918-1 B.1.1.3 start-of-frame markers (C4 DHT, C8 JPG, CC DAC are not frames) and
 # JPEG-LS SOF55 (ISO 14495-1 C.2.2); lossless processes, whose precision is the sample's
@@ -145,6 +146,17 @@ def check_codestream(
             )
 
 
+def start_markers(transfer_syntax: Any) -> tuple[bytes, ...] | None:
+    """What a frame's codestream starts with, for the syntaxes whose codestreams end with FFD9
+    (JPEG and JPEG-LS EOI, JPEG 2000 EOC); None for any other syntax."""
+    if transfer_syntax in JPEGTransferSyntaxes or transfer_syntax in JPEGLSTransferSyntaxes:
+        return (b"\xff\xd8",)  # SOI
+    if transfer_syntax in JPEG2000TransferSyntaxes:
+        # SOC and SIZ; or a JP2 signature box, which some writers wrap the codestream in
+        return (b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0cjP  ")
+    return None
+
+
 def plugin_package(transfer_syntax: Any) -> str:
     """The pip package that decodes `transfer_syntax` (what to tell a user to install)."""
     if transfer_syntax in JPEGLSTransferSyntaxes:
@@ -160,10 +172,17 @@ def decode_with_plugin(
     source: PixelSource,
     info: PixelInfo,
     indices: list[int],
+    groups: list[list[tuple[int, int]]],
     buf: bytes | memoryview,
     out: np.ndarray,
 ) -> None:
-    """Decode frames `indices` of a compressed dataset into `out` (frames, values)."""
+    """Decode frames `indices` of a compressed dataset into `out` (frames, values).
+
+    `groups` holds the fragments of each of those frames as framed (and checked) by
+    :func:`.encapsulation.frame_fragments`: the plugin gets each frame as a one-frame data
+    set, so what it decodes is exactly what was checked (pydicom would otherwise frame the
+    value again from its offset tables, trusting them).
+    """
     ts = info.transfer_syntax
     try:
         decoder = get_decoder(ts)
@@ -177,22 +196,29 @@ def decode_with_plugin(
     ds = source.ds
     if not isinstance(ds, pydicom.Dataset):
         ds = pydicom.dcmread(source.name, stop_before_pixels=True)
-    if source.from_file:
-        # the header-only dataset from a file: give pydicom the value we already framed
-        ds = ds.copy()
-        ds[info.keyword].value = bytes(buf)
-        ds[info.keyword].is_undefined_length = True
+    # a new data set sharing the elements (Dataset.copy shares them and their dict): only
+    # what is replaced here differs, and the caller's data set is never changed
+    header = pydicom.Dataset()
+    # (raw elements stay raw: converting a damaged one raises pydicom's exceptions)
+    header.update({tag: ds.get_item(tag) for tag in ds.keys()
+                   if tag not in (0x7FE00001, 0x7FE00002, 0x00280008, 0x7FE00010)})
+    if hasattr(ds, "file_meta"):
+        header.file_meta = ds.file_meta
+    header.NumberOfFrames = 1
     options: dict[str, Any] = {}
     if _unmasked(info):
         # pydicom masks decoded values to Bits Stored, silently hiding values that do not fit;
         # decode all the bits the samples hold, and check them (_check_values)
         options["bits_stored"] = info.bits_allocated
-    for pos, f in enumerate(indices):
+    for pos, (f, group) in enumerate(zip(indices, groups)):
+        frame = b"".join(bytes(buf[start : start + length]) for start, length in group)
+        header.add_new(0x7FE00010, "OB", encapsulate([frame]))
+        header["PixelData"].is_undefined_length = True
         try:
-            arr = pydicom_pixel_array(ds, index=f, **options)
+            arr = pydicom_pixel_array(header, **options)
         except MemoryError:
             raise
-        except Exception as exc:  # noqa: BLE001 - plugins raise anything on corrupt streams
+        except Exception as exc:  # plugins raise anything on corrupt streams
             raise DecodeError(f"{ts.name} decoding failed: {exc}", source=source.name, frame=f) from exc
         if arr.size != out.shape[1] or arr.dtype != out.dtype:
             raise DecodeError(

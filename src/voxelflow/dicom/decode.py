@@ -17,7 +17,7 @@ from pydicom.uid import RLELossless
 from .. import kernels
 from ..errors import DecodeError, DecodeWarning, ParameterError
 from ..kernels import rle_status
-from .codecs import check_codestream, decode_with_plugin
+from .codecs import check_codestream, decode_with_plugin, start_markers
 from .encapsulation import frame_fragments, parse_items
 from .palette import palette_lut
 from .pixel_info import PixelInfo, limits, pixel_info
@@ -203,7 +203,7 @@ def _prepare_encapsulated(source: PixelSource, info: PixelInfo, indices: list[in
     """
     buf = source.read()
     enc = parse_items(buf, source.name, delimited=source.from_file)
-    extended = _extended_offsets(source.ds)
+    extended = _extended_offsets(source.ds, source.name)
     groups = frame_fragments(
         enc,
         info.number_of_frames,
@@ -211,6 +211,7 @@ def _prepare_encapsulated(source: PixelSource, info: PixelInfo, indices: list[in
         source.name,
         extended=extended,
         one_fragment_per_frame=info.transfer_syntax == RLELossless,
+        start_markers=start_markers(info.transfer_syntax),
     )
     for f in indices:
         if info.transfer_syntax == RLELossless:
@@ -246,15 +247,20 @@ def _decode_stored(
     if info.transfer_syntax == RLELossless:
         _decode_rle(source, info, indices, [groups[i] for i in indices], buf, out, backend)
     else:
-        decode_with_plugin(source, info, indices, buf, out)
+        decode_with_plugin(source, info, indices, [groups[i] for i in indices], buf, out)
 
 
-def _extended_offsets(ds: Any) -> tuple[list[int], list[int]] | None:
-    if ds.get("ExtendedOffsetTable") is None:
-        return None
-    table = bytes(ds.get("ExtendedOffsetTable") or b"")
-    lengths = bytes(ds.get("ExtendedOffsetTableLengths", b"") or b"")
-    return list(np.frombuffer(table, "<u8")[: len(table) // 8]), list(np.frombuffer(lengths, "<u8")[: len(lengths) // 8])
+def _extended_offsets(ds: Any, name: str) -> tuple[bytes, bytes | None] | None:
+    """The raw values of (7FE0,0001) and (7FE0,0002), or None without (7FE0,0001)."""
+    try:
+        # a pydicom Dataset or the fast header reader's values: both answer `in` and `get`
+        table = ds.get("ExtendedOffsetTable") if "ExtendedOffsetTable" in ds else None
+        if not table:
+            return None  # absent, or present without a value (Type 1C): no table
+        lengths = ds.get("ExtendedOffsetTableLengths")
+        return bytes(table), None if lengths is None else bytes(lengths)
+    except Exception as exc:  # pydicom converts lazily and raises anything on a damaged element
+        raise DecodeError(f"(7FE0,0001) Extended Offset Table is unreadable: {exc}", source=name) from exc
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int, int]]:

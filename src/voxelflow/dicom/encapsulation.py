@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import DecodeError
 
-__all__ = ["Encapsulated", "parse_items", "frame_fragments"]
+__all__ = ["Encapsulated", "frame_fragments", "parse_items"]
 
 _ITEM = 0xE000FFFE  # (FFFE,E000) read as one little-endian uint32: group first
 _SEQ_DELIMITER = 0xE0DDFFFE
@@ -102,10 +102,71 @@ def parse_items(buf: bytes | memoryview, source: str, *, delimited: bool = False
     return Encapsulated(tuple(offsets), tuple(fragments), tuple(positions))
 
 
+_BOT = "(7FE0,0010) Basic Offset Table"
+_EOT = "(7FE0,0001) Extended Offset Table"
+_EOT_LENGTHS = "(7FE0,0002) Extended Offset Table Lengths"
+_NFRAMES = "(0028,0008) Number of Frames"
+
+
 def _ends_with_eoi(buf: bytes | memoryview, start: int, length: int) -> bool:
     # JPEG-family codestreams end with EOI (FFD9); a fragment may add one padding byte
     tail = bytes(buf[start + max(0, length - 3) : start + length])
     return tail.rstrip(b"\x00").endswith(b"\xff\xd9")
+
+
+def _table(raw: bytes, name: str, source: str) -> list[int]:
+    if len(raw) % 8:
+        raise DecodeError(f"{name} is {len(raw)} bytes, not a multiple of 8 (64-bit entries)", source=source)
+    return list(struct.unpack(f"<{len(raw) // 8}Q", raw))
+
+
+def _check_offset(enc: Encapsulated, f: int, offset: int, previous: int | None, table: str,
+                  source: str) -> int:
+    """The index of the fragment whose item tag lies at `offset` (frame `f`'s first)."""
+    _, last_length = enc.fragments[-1]
+    end = enc.item_positions[-1] + 8 + last_length  # bytes of fragment items
+    if f == 0 and offset != 0:
+        raise DecodeError(f"{table} gives frame 0 the offset {offset}; the first frame starts at 0",
+                          source=source, frame=0)
+    if previous is not None and offset <= previous:
+        raise DecodeError(
+            f"{table} offset {offset} is not greater than frame {f - 1}'s {previous}: the offsets "
+            "must increase",
+            source=source, frame=f,
+        )
+    if offset >= end:
+        raise DecodeError(
+            f"{table} offset {offset} points past the end of the fragments ({end} bytes of items)",
+            source=source, frame=f,
+        )
+    positions = enc.item_positions
+    lo, hi = 0, len(positions)
+    while hi - lo > 1:  # the last item starting at or before `offset`
+        mid = (lo + hi) // 2
+        if positions[mid] <= offset:
+            lo = mid
+        else:
+            hi = mid
+    if positions[lo] != offset:
+        raise DecodeError(
+            f"{table} offset {offset} lands inside fragment {lo} (its item spans bytes "
+            f"{positions[lo]}..{positions[lo] + 8 + enc.fragments[lo][1]}), not on an item tag (FFFE,E000)",
+            source=source, frame=f,
+        )
+    return lo
+
+
+def _bounds(enc: Encapsulated, offsets: list[int] | tuple[int, ...], nframes: int, table: str,
+            count_name: str, source: str) -> list[int]:
+    """Fragment index of each frame's first fragment, from a table of item offsets."""
+    if len(offsets) != nframes:
+        raise DecodeError(f"{count_name} has {len(offsets)} entries for {_NFRAMES} {nframes}", source=source)
+    bounds: list[int] = []
+    previous: int | None = None
+    for f, offset in enumerate(offsets):
+        bounds.append(_check_offset(enc, f, int(offset), previous, table, source))
+        previous = int(offset)
+    return bounds
 
 
 def frame_fragments(
@@ -114,60 +175,121 @@ def frame_fragments(
     buf: bytes | memoryview,
     source: str,
     *,
-    extended: tuple[list[int], list[int]] | None = None,
+    extended: tuple[bytes, bytes | None] | None = None,
     one_fragment_per_frame: bool = False,
+    start_markers: tuple[bytes, ...] | None = None,
 ) -> list[list[tuple[int, int]]]:
     """Group fragments into frames: the fragments of each frame as (start, length).
 
-    Uses, in this order, one fragment per frame, the Extended Offset Table, the Basic Offset
-    Table, and (JPEG family only) the EOI marker ending each frame's last fragment.
+    PS3.5 A.4: every frame has at least one fragment and no fragment holds data of two frames.
+    An offset table that is present (the Basic Offset Table, or the Extended Offset Table
+    (7FE0,0001) / (7FE0,0002) of PS3.3 C.7.6.3.1.8, which allows one fragment per frame)
+    must agree with the fragments exactly: a table that disagrees is an error, never a
+    guess. Without a table the frames are derived only where that is exact: as many
+    fragments as frames (one each), a single frame (all of them), or, for the JPEG family
+    (`start_markers` given), each frame's fragments running from a start-of-image marker to
+    an end-of-image marker (FFD9).
+
+    Parameters
+    ----------
+    extended : (bytes, bytes or None), optional
+        The raw values of (7FE0,0001) and (7FE0,0002), when (7FE0,0001) is present.
+    one_fragment_per_frame : bool
+        RLE Lossless (PS3.5 G.2: each frame is one fragment).
+    start_markers : tuple of bytes, optional
+        The bytes a codestream starts with, for syntaxes whose frames end with FFD9.
 
     Raises
     ------
     DecodeError
-        When fewer fragments than frames exist, or a table disagrees with the fragments.
+        Naming the table's tag and the frame, when fewer fragments than frames exist, a table
+        disagrees with the fragments, or the frames cannot be told apart exactly.
     """
     frags = list(enc.fragments)
     if len(frags) < nframes:
-        raise DecodeError(f"{len(frags)} fragments for {nframes} frames (Number of Frames)", source=source)
-    if len(frags) == nframes:
-        return [[f] for f in frags]
-    if one_fragment_per_frame:
-        # PS3.5 G.1: each RLE frame is exactly one fragment
-        raise DecodeError(f"{len(frags)} fragments for {nframes} RLE frames; RLE needs one fragment per frame", source=source)
-    if nframes == 1:
-        return [frags]
+        raise DecodeError(
+            f"{len(frags)} fragments for {nframes} frames ({_NFRAMES}): every frame needs at "
+            f"least one fragment",
+            source=source, frame=len(frags),
+        )
 
+    tables: list[tuple[str, list[int]]] = []
+    eot_lengths: list[int] | None = None
     if extended is not None:
-        ext_offsets, ext_lengths = extended
-        if len(ext_offsets) != nframes or len(ext_lengths) != nframes:
+        raw_offsets, raw_lengths = extended
+        if raw_lengths is None:
+            raise DecodeError(f"{_EOT} is present without {_EOT_LENGTHS}", source=source)
+        ext_offsets = _table(raw_offsets, _EOT, source)
+        eot_lengths = _table(raw_lengths, _EOT_LENGTHS, source)
+        if len(ext_offsets) != len(eot_lengths):
             raise DecodeError(
-                f"Extended Offset Table has {len(ext_offsets)} offsets and {len(ext_lengths)} "
-                f"lengths for {nframes} frames",
+                f"{_EOT} has {len(ext_offsets)} entries, {_EOT_LENGTHS} {len(eot_lengths)}",
                 source=source,
             )
-        starts = ext_offsets
-    elif enc.offsets:
-        if len(enc.offsets) != nframes:
+        bounds = _bounds(enc, ext_offsets, nframes, _EOT, _EOT, source)
+        if len(frags) != nframes:
+            # PS3.3 C.7.6.3.1.8: the Extended Offset Table is for one fragment per frame
             raise DecodeError(
-                f"Basic Offset Table has {len(enc.offsets)} entries for {nframes} frames", source=source
+                f"{_EOT} with {len(frags)} fragments for {nframes} frames: it allows only one "
+                "fragment per frame",
+                source=source,
             )
-        starts = list(enc.offsets)
+        tables.append((_EOT, bounds))
+    if enc.offsets:
+        tables.append((_BOT, _bounds(enc, enc.offsets, nframes, _BOT, _BOT, source)))
+    if len(tables) == 2 and tables[0][1] != tables[1][1]:
+        raise DecodeError(f"{_BOT} and {_EOT} disagree on where the frames start", source=source)
+
+    if tables:
+        table, bounds = tables[0]
+        ends = [*bounds[1:], len(frags)]
+        groups = [frags[a:b] for a, b in zip(bounds, ends)]
+    elif len(frags) == nframes or nframes == 1:
+        table = ""
+        groups = [[f] for f in frags] if len(frags) == nframes else [frags]
+    elif one_fragment_per_frame:
+        raise DecodeError(
+            f"{len(frags)} fragments for {nframes} RLE frames without an offset table; RLE needs "
+            "one fragment per frame",
+            source=source,
+        )
+    elif start_markers is None:
+        raise DecodeError(
+            f"{len(frags)} fragments for {nframes} frames and no offset table ({_BOT} empty, no "
+            f"{_EOT}): the frame boundaries cannot be derived for this transfer syntax",
+            source=source,
+        )
     else:
-        starts = []
+        table = ""
+        groups = _by_markers(frags, nframes, buf, source, start_markers)
 
-    if starts:
-        index = {p: i for i, p in enumerate(enc.item_positions)}
-        if starts[0] != 0 or any(b <= a for a, b in zip(starts, starts[1:])):
-            raise DecodeError("frame offsets do not start at 0 and increase strictly", source=source)
-        bounds = []
-        for f, start in enumerate(starts):
-            if start not in index:
-                raise DecodeError(f"frame {f} offset {start} does not point at a fragment item", source=source)
-            bounds.append(index[start])
-        bounds.append(len(frags))
-        return [frags[a:b] for a, b in zip(bounds, bounds[1:])]
+    if one_fragment_per_frame:
+        for f, group in enumerate(groups):
+            if len(group) != 1:
+                raise DecodeError(
+                    f"{table} gives the frame {len(group)} fragments; RLE needs one fragment per frame",
+                    source=source, frame=f,
+                )
+    if eot_lengths is not None:
+        trimmed = []
+        for f, ((start, length),) in enumerate(groups):
+            declared = eot_lengths[f]
+            # pydicom writes the padded (even) length; the unpadded one is as good
+            if declared not in (length, length - 1):
+                raise DecodeError(
+                    f"{_EOT_LENGTHS} gives the frame {declared} bytes; its fragment holds {length}"
+                    + (" (it runs past the data)" if declared > length else ""),
+                    source=source, frame=f,
+                )
+            trimmed.append([(start, declared)])
+        groups = trimmed
+    return groups
 
+
+def _by_markers(frags: list[tuple[int, int]], nframes: int, buf: bytes | memoryview, source: str,
+                start_markers: tuple[bytes, ...]) -> list[list[tuple[int, int]]]:
+    """Frames from the markers: each starts with a start-of-image marker and its last fragment
+    ends with the end-of-image marker (FFD9); anything else is ambiguous and refused."""
     grouped: list[list[tuple[int, int]]] = [[]]
     for frag in frags:
         grouped[-1].append(frag)
@@ -175,10 +297,20 @@ def frame_fragments(
             grouped.append([])
     if not grouped[-1]:
         grouped.pop()
+    where = (f"{len(frags)} fragments for {nframes} frames and no offset table ({_BOT} empty, "
+             f"no {_EOT})")
     if len(grouped) != nframes:
         raise DecodeError(
-            f"found {len(grouped)} frames (by JPEG end-of-image markers) in {len(frags)} fragments, "
-            f"expected {nframes}",
+            f"{where}: the end-of-image markers (FFD9) end {len(grouped)} frames, not {_NFRAMES} "
+            f"{nframes}; the frame boundaries cannot be derived",
             source=source,
         )
+    for f, group in enumerate(grouped):
+        start, length = group[0]
+        if not any(bytes(buf[start : start + min(length, len(m))]) == m for m in start_markers):
+            raise DecodeError(
+                f"{where}: the fragments the end-of-image markers give this frame do not start "
+                "with a start-of-image marker; the frame boundaries cannot be derived",
+                source=source, frame=f,
+            )
     return grouped

@@ -610,6 +610,174 @@ def _rle_under_64(frame: bytearray) -> None:
     del frame[40:]  # shorter than the 64-byte RLE header
 
 
+# ---- multi-frame offset tables (PS3.5 A.4, PS3.3 C.7.6.3.1.8) ------------------------------
+
+
+def _item(fragment: bytes) -> bytes:
+    return b"\xfe\xff\x00\xe0" + struct.pack("<I", len(fragment)) + fragment
+
+
+def _halves(stream: bytes) -> list[bytes]:
+    """A codestream cut into two even-length fragments (the second padded if need be)."""
+    cut = (len(stream) // 2) & ~1
+    tail = stream[cut:]
+    return [stream[:cut], tail + b"\0" * (len(tail) % 2)]
+
+
+def _positions(fragments: list[bytes]) -> list[int]:
+    """Offset of each fragment's item tag from the first item after the Basic Offset Table."""
+    out, pos = [], 0
+    for fragment in fragments:
+        out.append(pos)
+        pos += 8 + len(fragment)
+    return out
+
+
+#: a layout: (the codestream of one frame) -> (Number of Frames, fragments, Basic Offset Table
+#: entries, Extended Offset Table (offsets, lengths) or None); tables as lists of ints or raw bytes
+_Layout = Callable[[bytes], tuple[int, list[bytes], list[int], Any]]
+
+
+def _frames_case(layout: _Layout, transfer_syntax: str = "rle",
+                 modality: str = "CT") -> Callable[[Path], bytes]:
+    """A multi-frame phantom whose frames are one slice's codestream, framed by `layout`."""
+    def build(work: Path) -> bytes:
+        ds = _phantom(work, f"frames-{transfer_syntax}-{layout.__name__}",
+                      transfer_syntax=transfer_syntax, modality=modality)
+        (stream,) = list(generate_frames(ds.PixelData, number_of_frames=1))
+        stream = bytes(stream)
+        if transfer_syntax != "rle":
+            stream = stream.rstrip(b"\0")
+            stream += b"\0" * (len(stream) % 2)
+        nframes, fragments, bot, eot = layout(stream)
+        ds.NumberOfFrames = nframes
+        ds.PixelData = _item(struct.pack(f"<{len(bot)}I", *bot)) + b"".join(map(_item, fragments))
+        ds["PixelData"].is_undefined_length = True
+        if eot is not None:
+            offsets, lengths = (t if isinstance(t, bytes) else struct.pack(f"<{len(t)}Q", *t)
+                                for t in eot)
+            ds.ExtendedOffsetTable = offsets
+            ds.ExtendedOffsetTableLengths = lengths
+        return _encode(ds)
+    return build
+
+
+def _one_per_frame(stream: bytes, n: int = 2) -> list[bytes]:
+    return [stream] * n
+
+
+def _bot_past_end(stream: bytes) -> tuple:
+    frags = _one_per_frame(stream)
+    return 2, frags, [0, 0x00100000], None
+
+
+def _bot_not_increasing(stream: bytes) -> tuple:
+    frags = _halves(stream) * 3  # three frames of two fragments
+    pos = _positions(frags)
+    return 3, frags, [0, pos[4], pos[2]], None
+
+
+def _bot_too_few_entries(stream: bytes) -> tuple:
+    return 2, _halves(stream) * 2, [0], None
+
+
+def _bot_inside_fragment(stream: bytes) -> tuple:
+    frags = _halves(stream) * 2
+    return 2, frags, [0, _positions(frags)[2] + 8], None
+
+
+def _bot_two_fragment_rle_frame(stream: bytes) -> tuple:
+    # RLE: PS3.5 G.2 allows one fragment per frame; the BOT gives frame 0 two
+    frags = [stream[:64], stream[64:] + b"\0" * (len(stream) % 2), stream]
+    return 2, frags, [0, _positions(frags)[2]], None
+
+
+def _eot(frags: list[bytes]) -> tuple[list[int], list[int]]:
+    return _positions(frags), [len(f) for f in frags]
+
+
+def _eot_lengths_count(stream: bytes) -> tuple:
+    frags = _one_per_frame(stream)
+    offsets, lengths = _eot(frags)
+    return 2, frags, [], (offsets, lengths[:1])
+
+
+def _eot_entries_vs_frames(stream: bytes) -> tuple:
+    frags = _one_per_frame(stream, 3)
+    return 2, frags, [], _eot(frags)
+
+
+def _eot_offset_past_end(stream: bytes) -> tuple:
+    frags = _one_per_frame(stream)
+    _, lengths = _eot(frags)
+    return 2, frags, [], ([0, 1 << 40], lengths)
+
+
+def _eot_length_past_data(stream: bytes) -> tuple:
+    frags = _one_per_frame(stream)
+    offsets, lengths = _eot(frags)
+    return 2, frags, [], (offsets, [lengths[0], 1 << 33])
+
+
+def _eot_offsets_swapped(stream: bytes) -> tuple:
+    # pydicom reads frames in the table's order: frame 0 would get frame 1's pixels
+    frags = _one_per_frame(stream)
+    offsets, lengths = _eot(frags)
+    return 2, frags, [], (offsets[::-1], lengths[::-1])
+
+
+def _eot_not_multiple_of_8(stream: bytes) -> tuple:
+    frags = _one_per_frame(stream)
+    offsets, lengths = _eot(frags)
+    return 2, frags, [], (struct.pack("<QI", 0, offsets[1]), struct.pack("<2Q", *lengths))
+
+
+def _eot_split_frames(stream: bytes) -> tuple:
+    # PS3.3 C.7.6.3.1.8: the Extended Offset Table is for one fragment per frame
+    frags = _halves(stream) * 2
+    pos = _positions(frags)
+    return 2, frags, [], ([0, pos[2]], [len(frags[0]), len(frags[2])])
+
+
+def _jpeg_split_no_eoi(stream: bytes) -> tuple:
+    # frame 0 lost its end marker: the markers end one frame in four fragments, not two
+    first = _halves(stream[:-2] + b"\0\0")
+    return 2, first + _halves(stream), [], None
+
+
+def _jpeg_extra_fragment(stream: bytes) -> tuple:
+    return 2, [stream, stream, bytes(64)], [], None
+
+
+def _rle_split_no_bot(stream: bytes) -> tuple:
+    return 2, [stream[:64], stream[64:] + b"\0" * (len(stream) % 2), stream], [], None
+
+
+def _frames_beyond_fragments(stream: bytes) -> tuple:
+    return 3, _halves(stream) * 2, [], None
+
+
+# recoverable exactly: the pixels are asserted in tests/dicom/test_malformed.py
+
+
+def _no_bot_one_per_frame(stream: bytes) -> tuple:
+    return 2, _one_per_frame(stream), [], None
+
+
+def _no_bot_split_frames(stream: bytes) -> tuple:
+    return 2, _halves(stream) * 2, [], None
+
+
+def _bot_split_frames(stream: bytes) -> tuple:
+    frags = _halves(stream) * 2
+    return 2, frags, [0, _positions(frags)[2]], None
+
+
+def _eot_one_per_frame(stream: bytes) -> tuple:
+    frags = _one_per_frame(stream)
+    return 2, frags, [], _eot(frags)
+
+
 def _mid(data: bytes) -> int:
     return _pixel_pos(data) // 2 + 1
 
@@ -739,6 +907,76 @@ def cases() -> list[MalformedCase]:
           _rle_defined_length, Expect(dec, "needs encapsulated")),
         c("fewer-fragments-than-frames", "encapsulation", "Number of Frames 3, one fragment",
           _attr("NumberOfFrames", 3, transfer_syntax="rle"), Expect(dec, "1 fragments for 3 frames")),
+        # multi-frame offset tables: a table that disagrees with the fragments, or frames that
+        # cannot be told apart without one, are refused; exact framings decode
+        c("bot-offset-past-end", "encapsulation", "2 RLE frames, Basic Offset Table [0, 1 MiB]",
+          _frames_case(_bot_past_end),
+          Expect(dec, r"frame 1: \(7FE0,0010\) Basic Offset Table offset 1048576 points past the end")),
+        c("bot-offsets-not-increasing", "encapsulation",
+          "3 JPEG frames of 2 fragments, Basic Offset Table offsets of frames 1 and 2 swapped",
+          _frames_case(_bot_not_increasing, "jpeg_baseline", "MR"),
+          Expect(dec, r"frame 2: \(7FE0,0010\) Basic Offset Table offset \d+ is not greater")),
+        c("bot-entries-vs-frames", "encapsulation",
+          "2 JPEG frames of 2 fragments, a Basic Offset Table of 1 entry",
+          _frames_case(_bot_too_few_entries, "jpeg_baseline", "MR"),
+          Expect(dec, r"\(7FE0,0010\) Basic Offset Table has 1 entries for \(0028,0008\) Number of Frames 2")),
+        c("bot-offset-inside-fragment", "encapsulation",
+          "2 JPEG frames of 2 fragments, frame 1's offset 8 bytes into its first item",
+          _frames_case(_bot_inside_fragment, "jpeg_baseline", "MR"),
+          Expect(dec, r"frame 1: \(7FE0,0010\) .* lands inside fragment 2")),
+        c("bot-rle-frame-of-2-fragments", "encapsulation",
+          "2 RLE frames in 3 fragments, the Basic Offset Table giving frame 0 two",
+          _frames_case(_bot_two_fragment_rle_frame),
+          Expect(dec, r"frame 0: \(7FE0,0010\) .*2 fragments.*one fragment per frame")),
+        c("eot-lengths-count", "encapsulation",
+          "Extended Offset Table of 2 entries, Extended Offset Table Lengths of 1",
+          _frames_case(_eot_lengths_count),
+          Expect(dec, r"\(7FE0,0001\) .* 2 entries, \(7FE0,0002\) .* 1")),
+        c("eot-entries-vs-frames", "encapsulation",
+          "3 fragments and 3 Extended Offset Table entries for Number of Frames 2",
+          _frames_case(_eot_entries_vs_frames),
+          Expect(dec, r"\(7FE0,0001\) Extended Offset Table has 3 entries for \(0028,0008\) Number of Frames 2")),
+        c("eot-offset-past-end", "encapsulation", "Extended Offset Table offset 2**40 for frame 1",
+          _frames_case(_eot_offset_past_end),
+          Expect(dec, r"frame 1: \(7FE0,0001\) .*past the end")),
+        c("eot-length-past-data", "encapsulation", "Extended Offset Table Lengths 2**33 for frame 1",
+          _frames_case(_eot_length_past_data),
+          Expect(dec, r"frame 1: \(7FE0,0002\) .*8589934592 bytes.*runs past the data")),
+        c("eot-offsets-swapped", "encapsulation",
+          "Extended Offset Table listing frame 1's fragment first",
+          _frames_case(_eot_offsets_swapped), Expect(dec, r"frame 0: \(7FE0,0001\) .*starts at 0")),
+        c("eot-not-multiple-of-8", "encapsulation", "a 12-byte Extended Offset Table",
+          _frames_case(_eot_not_multiple_of_8), Expect(dec, r"\(7FE0,0001\) .*multiple of 8")),
+        c("eot-split-frames", "encapsulation",
+          "Extended Offset Table over JPEG frames of 2 fragments each",
+          _frames_case(_eot_split_frames, "jpeg_baseline", "MR"),
+          Expect(dec, r"\(7FE0,0001\) .*one fragment per frame")),
+        c("jpeg-fragments-no-eoi-no-bot", "encapsulation",
+          "2 JPEG frames in 4 fragments, no offset table, frame 0 without its EOI",
+          _frames_case(_jpeg_split_no_eoi, "jpeg_baseline", "MR"),
+          Expect(dec, r"4 fragments for 2 frames and no offset table.*cannot be derived")),
+        c("jpeg-extra-fragment-no-bot", "encapsulation",
+          "2 JPEG frames and a third fragment of zeros, no offset table",
+          _frames_case(_jpeg_extra_fragment, "jpeg_baseline", "MR"),
+          Expect(dec, r"3 fragments for 2 frames and no offset table.*cannot be derived")),
+        c("rle-fragments-no-bot", "encapsulation", "2 RLE frames in 3 fragments, no offset table",
+          _frames_case(_rle_split_no_bot), Expect(dec, r"3 fragments for 2 RLE frames.*offset table")),
+        c("frames-beyond-jpeg-fragments", "encapsulation",
+          "Number of Frames 3, 2 JPEG frames in 4 fragments, no offset table",
+          _frames_case(_frames_beyond_fragments, "jpeg_baseline", "MR"),
+          Expect(dec, r"markers \(FFD9\) end 2 frames, not \(0028,0008\) Number of Frames 3")),
+        c("no-bot-one-fragment-per-frame", "encapsulation",
+          "2 RLE frames, one fragment each, empty Basic Offset Table (legal: decodes)",
+          _frames_case(_no_bot_one_per_frame), Expect(None, "", row)),
+        c("no-bot-split-jpeg-frames", "encapsulation",
+          "2 JPEG frames of 2 fragments, empty Basic Offset Table (legal: framed by SOI / EOI)",
+          _frames_case(_no_bot_split_frames, "jpeg_baseline", "MR"), Expect(None, "", row)),
+        c("bot-split-jpeg-frames", "encapsulation",
+          "2 JPEG frames of 2 fragments with a correct Basic Offset Table (legal: decodes)",
+          _frames_case(_bot_split_frames, "jpeg_baseline", "MR"), Expect(None, "", row)),
+        c("eot-one-fragment-per-frame", "encapsulation",
+          "2 RLE frames with a correct Extended Offset Table (legal: decodes)",
+          _frames_case(_eot_one_per_frame), Expect(None, "", row)),
         # ---- RLE -----------------------------------------------------------------------
         c("rle-16-segments", "rle", "RLE header with 16 segments", _rle_case(_pack(0, 16)),
           Expect(dec, "frame 0.*segment")),
