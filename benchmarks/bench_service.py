@@ -1,9 +1,9 @@
 """The HTTP service under load: `voxelflow serve` against Orthanc (DICOMweb plugin), with wrk.
 
-Input: a CT phantom series, 300 x 512 x 512 int16 at (1.0, 0.7, 0.7) mm when timed (40 x 512 x
-512 in a plain ``pytest`` smoke run), ingested into a voxelflow store (served by
-``python -m voxelflow serve --workers 2``: one process per core, as deployed, with its
-access log off as Orthanc's is) and uploaded to a throw-away Orthanc
+Input: a CT phantom series, 300 x 512 x 512 int16 at (1.0, 0.7, 0.7) mm when timed (16 x 512 x
+512 in a plain ``pytest`` smoke run: full-size frames, fewer of them to warm up), ingested into
+a voxelflow store (served by ``python -m voxelflow serve --workers 2``: one process per core,
+as deployed, with its access log off as Orthanc's is) and uploaded to a throw-away Orthanc
 (:mod:`voxelflow.testing.orthanc`). Both servers answer the same DICOMweb paths under
 ``/dicom-web``; each is warmed with a pass over a row's URLs on each of 8 connections (so that every worker
 process has read the volume) before that row's wrk run.
@@ -64,11 +64,14 @@ from voxelflow.store import VolumeStore
 from voxelflow.testing import SeriesInfo, write_series
 from voxelflow.testing.orthanc import OrthancServer, orthanc_available, run_orthanc
 
-SHAPES = {"smoke": (40, 512, 512), "quick": (100, 512, 512), "full": (300, 512, 512)}
+SHAPES = {"smoke": (16, 512, 512), "quick": (100, 512, 512), "full": (300, 512, 512)}
 SPACING = (1.0, 0.7, 0.7)
 DURATION_S = {"smoke": 2, "quick": 5, "full": 10}
 SOAK_S = {"smoke": 4, "quick": 20, "full": 60}
 WARMUP_S = {"smoke": 1, "quick": 3, "full": 5}
+# the pause after a warm-up pass, for the workers' background volume loads to finish before a
+# timed run; a smoke run's numbers are not measurements, so it only waits a little
+SETTLE_S = {"smoke": 0.5, "quick": 2.0, "full": 2.0}
 WINDOW = "40,400,linear"
 # 20 samples 1 mm apart (the series' slice spacing), as benchmarks/bench_render.py's slab row
 MPR_QUERY = "normal=0.3,-0.5,0.8&size=512&spacing=0.7&slab=20&slab_spacing=1&mode=mip&window=" + WINDOW
@@ -259,7 +262,7 @@ def _mpr(dataset: Dataset) -> list[Request]:
     return out
 
 
-def _warm(server: Server, requests: Sequence[Request]) -> None:
+def _warm(server: Server, requests: Sequence[Request], settle_s: float) -> None:
     """A pass over `requests` on each of WARM_CONNECTIONS keep-alive connections; every answer
     must be 2xx. Several connections: each one is served by one worker process, and every
     worker must have read the volume into its cache before the timed run (or the run measures
@@ -277,7 +280,7 @@ def _warm(server: Server, requests: Sequence[Request]) -> None:
             conn.close()
     # voxelflow's workers read a volume into memory on a thread of their own while its first
     # requests render from the store: the loads (~0.5 s for this CT) finish before any timing
-    time.sleep(2.0)
+    time.sleep(settle_s)
 
 
 def _run_wrk(wrk: str, workdir: Path, server: Server, requests: Sequence[Request], *, connections: int,
@@ -353,7 +356,7 @@ def _compare(benchmark: Any, capsys: pytest.CaptureFixture[str], wrk: str, tmp_p
         return results[name]
 
     for name in present:
-        _warm(servers[name], requests)  # type: ignore[arg-type]
+        _warm(servers[name], requests, SETTLE_S[bench_scale])  # type: ignore[arg-type]
     for name in present[:-1]:
         measure(name)
     benchmark.pedantic(measure, args=(present[-1],), rounds=1, iterations=1)
@@ -392,7 +395,7 @@ def bench_mpr_slab_mip(benchmark: Any, capsys: pytest.CaptureFixture[str], wrk: 
     requests = _mpr(dataset)
     seconds = DURATION_S[bench_scale]
     benchmark.group = f"service: oblique 20 mm slab MIP 512x512 JPEG, 1 connection, {seconds} s"
-    _warm(server, requests)
+    _warm(server, requests, SETTLE_S[bench_scale])
     result = benchmark.pedantic(
         lambda: _run_wrk(wrk, tmp_path, server, requests, connections=1, threads=1, seconds=seconds),
         rounds=1, iterations=1)
@@ -410,7 +413,7 @@ def bench_soak(benchmark: Any, capsys: pytest.CaptureFixture[str], wrk: str, tmp
     mix = [r for i in range(len(jpeg)) for r in (jpeg[i], png[(i + len(png) // 2) % len(png)], mpr[i % len(mpr)])]
     seconds = SOAK_S[bench_scale]
     benchmark.group = f"service: soak, 8 connections, {seconds} s, rendered JPEG + PNG + slab MIP"
-    _warm(server, mix)
+    _warm(server, mix, SETTLE_S[bench_scale])
     # memory is measured from after a loaded warm-up: caches and thread pools have filled by then
     warm = _run_wrk(wrk, tmp_path / "warm", server, mix, connections=8, threads=2, seconds=WARMUP_S[bench_scale])
     before = _tree_rss_bytes(server.pid)
