@@ -136,7 +136,7 @@ class Manifest:
 
     def set_file_errors(self, errors: Iterable[tuple[str, str]]) -> None:
         """The scan's unreadable files, replacing the last run's (a file fixed since is gone)."""
-        with self._transaction():
+        with self.batch():
             self._db.execute("DELETE FROM files")
             self._db.executemany("INSERT OR REPLACE INTO files (path, reason) VALUES (?, ?)", list(errors))
 
@@ -160,7 +160,8 @@ class Manifest:
         return [dict(r) for r in self._db.execute("SELECT * FROM runs ORDER BY id")]
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def batch(self) -> Iterator[None]:
+        """Commit every write inside the block at once (or none, on an error)."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield

@@ -205,26 +205,9 @@ def run(
                           "finished": time.time()})
             report.failures.append((series_uid, "SeriesError", reason))
 
-        jobs = []
-        for plan in plans:
-            sources_digest, files, size = source_digest(s.path for s in plan.geometry.slices)
-            previous = manifest.get(plan.key)
-            if previous is not None and previous["source_digest"] == sources_digest and previous["pipeline"] == digest:
-                if previous["status"] == "done" and _outputs_present(store, previous):
-                    report.skipped += 1
-                    continue
-                if previous["status"] == "quarantined" and not retry_quarantined:
-                    report.failures.append((plan.key, previous["error_class"], previous["error_message"]))
-                    continue
-            if previous is None or previous["status"] != "pending" or previous["source_digest"] != sources_digest:
-                # new files, a new pipeline or an explicit retry: earlier crashes no longer count
-                for marker in attempts_folder(store.path, plan.key).glob("*"):
-                    marker.unlink(missing_ok=True)
-            manifest.put({"key": plan.key, "study_uid": plan.meta.get("study_instance_uid"),
-                          "series_uid": plan.series_instance_uid, "files": files,
-                          "slices": len(plan.geometry.slices), "status": "pending",
-                          "source_digest": sources_digest, "pipeline": digest, "bytes": size})
-            jobs.append(Job(plan.key, plan, str(store.path), pipeline, sources_digest, files, size, threads_per_task))
+        with manifest.batch():  # one commit for the plan, not one per volume
+            jobs = _plan_jobs(plans, manifest, store, pipeline, digest, report, retry_quarantined,
+                              threads_per_task)
         jobs.sort(key=lambda j: -j.bytes)  # largest first: the tail of the run is short tasks
 
         progress = None if reporter is None else reporter("cohort", "volumes")
@@ -243,9 +226,15 @@ def run(
             submitted[future.key] = (job, resubmits)
             return future
 
+        capacity = {"at": 0.0, "slots": 2}
+
         def slots() -> int:
-            threads = sum(client.nthreads().values()) or 1
-            return max(2, IN_FLIGHT_PER_THREAD * threads)
+            # the cluster may grow or shrink during the run: asked again every few seconds
+            now = time.monotonic()
+            if now - capacity["at"] > 5.0:
+                threads = sum(client.nthreads().values()) or 1
+                capacity.update(at=now, slots=max(2, IN_FLIGHT_PER_THREAD * threads))
+            return int(capacity["slots"])
 
         queue = as_completed([submit(pending.pop()) for _ in range(min(len(pending), slots()))])
         for future in queue:
@@ -286,6 +275,33 @@ def run(
     finally:
         manifest.close()
     return report
+
+
+def _plan_jobs(plans: list[Any], manifest: Manifest, store: Any, pipeline: Pipeline, digest: str,
+               report: CohortReport, retry_quarantined: bool, threads: int) -> list[Job]:
+    """The jobs of the volumes the manifest does not hold as done (or as quarantined, unless
+    `retry_quarantined`), each recorded as pending."""
+    jobs = []
+    for plan in plans:
+        sources_digest, files, size = source_digest(s.path for s in plan.geometry.slices)
+        previous = manifest.get(plan.key)
+        if previous is not None and previous["source_digest"] == sources_digest and previous["pipeline"] == digest:
+            if previous["status"] == "done" and _outputs_present(store, previous):
+                report.skipped += 1
+                continue
+            if previous["status"] == "quarantined" and not retry_quarantined:
+                report.failures.append((plan.key, previous["error_class"], previous["error_message"]))
+                continue
+        if previous is None or previous["status"] != "pending" or previous["source_digest"] != sources_digest:
+            # new files, a new pipeline or an explicit retry: earlier crashes no longer count
+            for marker in attempts_folder(store.path, plan.key).glob("*"):
+                marker.unlink(missing_ok=True)
+        manifest.put({"key": plan.key, "study_uid": plan.meta.get("study_instance_uid"),
+                      "series_uid": plan.series_instance_uid, "files": files,
+                      "slices": len(plan.geometry.slices), "status": "pending",
+                      "source_digest": sources_digest, "pipeline": digest, "bytes": size})
+        jobs.append(Job(plan.key, plan, str(store.path), pipeline, sources_digest, files, size, threads))
+    return jobs
 
 
 def _row_for_task_error(job: Job, exc: BaseException, resubmits: int, pipeline: Pipeline) -> dict[str, Any] | None:

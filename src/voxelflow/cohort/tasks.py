@@ -25,6 +25,7 @@ import errno
 import json
 import os
 import resource
+import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -142,9 +143,39 @@ def process_volume(job: Job) -> dict[str, Any]:
             pass
 
 
+_MALLOC_TUNED = False
+
+
+def _tune_malloc() -> None:
+    """Undo, for this worker process, the allocator setting dask's nanny starts workers with.
+
+    The nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` so that idle workers give memory back.
+    An explicit trim threshold also freezes glibc's mmap threshold at 128 kB, so every array
+    above that is a fresh mmap, page-faulted in and unmapped when freed. A task allocates
+    megabyte slabs by the hundred. With the setting, the same 40 volumes took 1.3x as long
+    in one process as without it (3.7 s against 2.8 s, the best of 4 runs each). Raising both
+    thresholds to glibc's maximum keeps slabs in the heap; peak memory stays bounded by the
+    largest slab."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD: glibc's largest on 64-bit
+        libc.mallopt(-1, 64 * 2**20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to undo
+        pass
+
+
 def _run(job: Job, row: dict[str, Any], clock: float) -> dict[str, Any]:
     from .._threads import set_num_threads
 
+    _tune_malloc()
     set_num_threads(job.threads)
     faults = job.pipeline.faults
     for io_try in range(faults.io_retries + 1):
