@@ -196,8 +196,25 @@ def _run(job: Job, row: dict[str, Any], clock: float) -> dict[str, Any]:
 def _finish(row: dict[str, Any], clock: float, status: str, kind: str | None = None, message: str | None = None) -> dict[str, Any]:
     row.update(status=status, error_class=kind, error_message=message,
                seconds=time.perf_counter() - clock, finished=time.time(),
-               peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+               peak_rss=peak_rss())
     return row
+
+
+def peak_rss() -> int:
+    """This process's peak resident bytes since it started.
+
+    Linux keeps ``ru_maxrss`` across ``execve``, so a worker spawned from a big parent (a test
+    runner that has grown to gigabytes) would report the parent's peak; ``VmHWM`` belongs to the
+    process's own address space and starts afresh at exec."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def _make(job: Job, io_try: int) -> dict[str, Any]:
