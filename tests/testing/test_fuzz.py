@@ -143,6 +143,45 @@ def test_pool_records_crashes_hangs_and_exceptions_and_goes_on(tmp_path, monkeyp
     assert sorted(json.loads(line)["index"] for line in lines) == [5, 9, 13]
 
 
+# a worker whose stdout holds every line until the batch's "done": the pool gets a case's
+# exception and "done" in one read, as a loaded machine can deliver them
+_BURST_WORKER = r"""
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (%(cap)d, %(cap)d))
+import io
+import voxelflow
+from voxelflow.testing import fuzz
+current = [None]
+real_mutate, real_decode = fuzz.mutate, voxelflow.decode
+def mutate(seeds, seed, index):
+    current[0] = index
+    return real_mutate(seeds, seed, index)
+def decode(path, **kwargs):
+    if current[0] == 2:
+        raise TypeError("planted")
+    return real_decode(path, **kwargs)
+class Burst(io.StringIO):
+    def flush(self):
+        text = self.getvalue()
+        if '"done"' in text:
+            sys.__stdout__.write(text)
+            sys.__stdout__.flush()
+            self.seek(0)
+            self.truncate()
+fuzz.mutate, voxelflow.decode = mutate, decode
+sys.stdout = Burst()
+fuzz._worker_main(sys.argv[1:])
+"""
+
+
+def test_pool_reads_an_exception_and_done_sent_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(fuzz, "_WORKER", _BURST_WORKER)
+    monkeypatch.setattr(fuzz, "BATCH", 4)
+    report = fuzz.run(8, seed=7, jobs=1, out=tmp_path, timeout=3.0, ingest_every=0,
+                      log=lambda text: None)
+    assert [(f["index"], f["kind"]) for f in report.failures] == [(2, "exception")]
+    assert report.finished == 8 and report.respawns == 0
+
 def test_command_line_exit_codes(tmp_path):
     env = dict(os.environ)
     clean = subprocess.run(

@@ -829,7 +829,7 @@ class _Pool:
         proc = subprocess.Popen(
             [sys.executable, "-c", _WORKER % {"cap": ADDRESS_SPACE}, str(self.seed_folder),
              str(self.work), str(self.slot_path), str(k), str(self.seed), str(self.ingest_every)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, bufsize=0,
         )
         err.close()
         return proc
@@ -879,8 +879,7 @@ class _Pool:
                         proc = self._spawn(k)
                         spawned = time.monotonic()
                     assert proc.stdin is not None and proc.stdout is not None
-                    proc.stdin.write(f"{start} {stop}\n")
-                    proc.stdin.flush()
+                    proc.stdin.write(f"{start} {stop}\n".encode())
                     start, proc = self._wait(k, proc, start, stop, spawned)
         finally:
             if proc is not None:
@@ -895,17 +894,23 @@ class _Pool:
         import select
 
         assert proc.stdout is not None
+        # the pipe is read raw, every line of a read handled at once: a buffered reader could
+        # hold a second line (the batch's "done") where select() no longer sees it, and the
+        # idle worker would be killed as hung
+        fd, unread = proc.stdout.fileno(), b""
         last, changed = self.slot(k)[1], time.monotonic()
         first = last == 0
         while True:
-            ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+            ready, _, _ = select.select([fd], [], [], 0.2)
             if ready:
-                line = proc.stdout.readline()
-                if line:
-                    message = json.loads(line)
-                    if "done" in message:
-                        return stop, proc
-                    self.record(message["index"], "exception", failures=message["failures"])
+                chunk = os.read(fd, 1 << 16)
+                if chunk:
+                    *lines, unread = (unread + chunk).split(b"\n")
+                    for line in lines:
+                        message = json.loads(line)
+                        if "done" in message:
+                            return stop, proc
+                        self.record(message["index"], "exception", failures=message["failures"])
                     continue
                 proc.wait()
                 why = f"worker exited {proc.returncode}"
