@@ -162,11 +162,15 @@
       this.cache = new Map(); // url -> ImageBitmap (the rotating MIP's turns)
     }
 
-    resize() {
+    // the canvas size the pane's box asks for now, in device pixels
+    wantedSize() {
       const dpr = window.devicePixelRatio || 1;
       const box = this.el.getBoundingClientRect();
-      const w = Math.max(16, Math.round(box.width * dpr));
-      const h = Math.max(16, Math.round(box.height * dpr));
+      return [Math.max(16, Math.round(box.width * dpr)), Math.max(16, Math.round(box.height * dpr)), dpr];
+    }
+
+    resize() {
+      const [w, h, dpr] = this.wantedSize();
       if (w === this.width && h === this.height && dpr === this.dpr) return false;
       this.width = w; this.height = h; this.dpr = dpr;
       for (const c of [this.image, this.overlay]) { c.width = w; c.height = h; }
@@ -244,8 +248,13 @@
 
     get busy() { return this.jobs.length > 0; }
 
-    // whether the pane shows what it asks for now, with nothing on the way
-    idle() { return !!this.shown && !this.busy && !this.wanted && this.shown.url === this.url(); }
+    // whether the pane shows what it asks for now, with nothing on the way; a box that changed
+    // size (its resize waits for the layout to settle) will ask for a new image: not idle yet
+    idle() {
+      if (!this.shown || this.busy || this.wanted || this.shown.url !== this.url()) return false;
+      const [w, h, dpr] = this.wantedSize();
+      return w === this.width && h === this.height && dpr === this.dpr;
+    }
 
     cancel() {
       for (const job of this.jobs) job.ctrl.abort();
@@ -608,12 +617,13 @@
     return series.map((s) => tag(s, "0020000E"));
   }
 
-  async function chooseSeries(series) {
+  // show a series: its volume `key` when it holds that one, else its first
+  async function chooseSeries(series, key) {
     const volumes = (await apiJson("/volumes")).filter((v) => v.series_instance_uid === series);
     fill($("volume"), volumes.map((v) => [v.key, `${v.key.split("/").pop()}: ${v.shape.join(" x ")}`]));
     $("volume-label").hidden = volumes.length < 2;
     if (!volumes.length) throw new Error(`series ${series} holds no volume`);
-    await openVolume(volumes[0].key);
+    await openVolume(volumes.some((v) => v.key === key) ? key : volumes[0].key);
   }
 
   async function initialWindow(key, desc) {
@@ -629,6 +639,7 @@
   }
 
   async function openVolume(key) {
+    window.voxelviewer.ready = false; // until the panes ask for this volume's images
     const desc = await apiJson(volumePath(key));
     if (desc.shape.length !== 3) {
       status(`${key}: ${desc.shape.length}-D volumes are not shown here (the viewer shows 3-D volumes)`, true);
@@ -659,8 +670,7 @@
         $("study").value = v.study_instance_uid;
         await loadSeries(v.study_instance_uid);
         $("series").value = v.series_instance_uid;
-        await chooseSeries(v.series_instance_uid);
-        if (v.key !== state.volume.key) await openVolume(v.key);
+        await chooseSeries(v.series_instance_uid, v.key);
         return;
       }
       const study = wanted.study && studies.includes(wanted.study) ? wanted.study : studies[0];
