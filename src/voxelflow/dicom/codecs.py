@@ -197,11 +197,13 @@ def decode_with_plugin(
     if not isinstance(ds, pydicom.Dataset):
         ds = pydicom.dcmread(source.name, stop_before_pixels=True)
     # a new data set sharing the elements (Dataset.copy shares them and their dict): only
-    # what is replaced here differs, and the caller's data set is never changed
-    header = pydicom.Dataset()
-    # (raw elements stay raw: converting a damaged one raises pydicom's exceptions)
-    header.update({tag: ds.get_item(tag) for tag in ds.keys()
-                   if tag not in (0x7FE00001, 0x7FE00002, 0x00280008, 0x7FE00010)})
+    # what is replaced here differs, and the caller's data set is never changed. Raw elements
+    # stay raw (given as a dict, with keep_deferred): update(), item assignment and get_item()
+    # of an empty one would convert it, and converting a damaged element, even one the plugin
+    # never reads, raises pydicom's exceptions
+    tags = [tag for tag in ds.keys()  # noqa: SIM118 - a Dataset iterates its elements, not tags
+            if tag not in (0x7FE00001, 0x7FE00002, 0x00280008, 0x7FE00010)]
+    header = pydicom.Dataset({tag: ds.get_item(tag, keep_deferred=True) for tag in tags})
     if hasattr(ds, "file_meta"):
         header.file_meta = ds.file_meta
     header.NumberOfFrames = 1

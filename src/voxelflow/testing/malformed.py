@@ -284,6 +284,19 @@ def _jpeg_case(damage: Callable[[bytes], bytes], transfer_syntax: str, modality:
     return build
 
 
+
+def _damaged_header(vr: bytes, value: bytes) -> Callable[[Path], bytes]:
+    """A JPEG phantom whose (0008,0070), an element no decoder reads, has `vr` and `value`."""
+    build = _jpeg_case(_unchanged, "jpeg_baseline", "MR")
+    return lambda work: _replace(build(work), 0x00080070, vr, value)
+
+
+def _private_fd_4_bytes(work: Path) -> bytes:
+    data = _jpeg_case(_unchanged, "jpeg_baseline", "MR")(work)
+    pos = _find(data, 0x00100010)
+    block = _element(0x00090010, b"LO", b"VOXELFLOW ") + _element(0x00091001, b"FD", b"\1\0\0\0")
+    return data[:pos] + block + data[pos:]
+
 def _not_dicom(work: Path) -> bytes:
     return b"This is a text file, not DICOM.\n" * 40
 
@@ -1022,6 +1035,12 @@ def cases() -> list[MalformedCase]:
         c("jpeg-huge-rows", "jpeg", "data set claims 65535 x 65535 for a 16 x 16 codestream",
           _jpeg_case(_unchanged, "jpeg_baseline", "MR", Rows=65535, Columns=65535),
           Expect(dec, r"frame 0.*\(0028,0010\)")),
+        # the plugin gets the header's elements raw: one it never reads may be damaged (found by
+        # voxelflow.testing.fuzz: pydicom's NotImplementedError and BytesLengthException)
+        c("jpeg-empty-element-unknown-vr", "jpeg", "an empty (0008,0070) with VR bytes 'L\\0'",
+          _damaged_header(b"L\0", b""), Expect(None, "", row)),
+        c("jpeg-private-fd-wrong-length", "jpeg", "a private FD element (0009,1001) of 4 bytes",
+          _private_fd_4_bytes, Expect(None, "", row)),
         # ---- deflate ------------------------------------------------------------------
         c("deflate-bomb", "deflate", "64 MiB of zeros deflated into a 16 x 16 image's Pixel Data",
           _deflate_bomb, Expect(dec, "inflat", row)),
