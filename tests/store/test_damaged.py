@@ -2,7 +2,8 @@
 ``to_dask().compute()``, ``mpr``, out-of-core ``resample``) raises the StoreError subclass that
 names the damaged chunk or field, never a zarr / blosc / JSON error, a crash or wrong voxels.
 
-Stores are written by ``VolumeStore.write`` and then damaged on disk: chunk files deleted,
+The damage classes are :data:`voxelflow.testing.malformed.STORE_CASES`, applied to copies of
+the store its ``write_pristine`` writes with ``VolumeStore.write``: chunk files deleted,
 truncated (at 0 and 1 byte, inside the blosc header, inside the checksum ...), bits flipped in
 the payload and in the header, overwritten with garbage or with another array's chunk; the
 metadata truncated, not JSON, edited (shape, dtype, chunks, attributes removed, an affine
@@ -15,7 +16,6 @@ twenty times, each asserting a normal exit.
 from __future__ import annotations
 
 import json
-import math
 import pickle
 import shutil
 import subprocess
@@ -28,67 +28,28 @@ import pytest
 
 import voxelflow
 from voxelflow import Plane
-from voxelflow.errors import CorruptChunkError, MissingChunkError, StoreError
+from voxelflow.errors import CorruptChunkError, StoreError
 from voxelflow.store import VolumeStore
+from voxelflow.testing.damaged_store import CHUNK, CHUNK_FILE, SHAPE, pristine_affine, pristine_data
+from voxelflow.testing.malformed import STORE_CASES, write_pristine
 from voxelflow.volume import Volume
 
-SHAPE = (24, 80, 96)  # level 0 of 3 x 5 x 6 chunks, and a level 1 (96 > 64)
-CHUNKS = (8, 16, 16)
-CHUNK = (1, 0, 1)  # the damaged chunk: z 8..15, y 0..15, x 16..31
-CHUNK_FILE = "v/0/c/1/0/1"
 NAMED = r"chunk \(1, 0, 1\).*c/1/0/1"
-
-
-def _affine() -> np.ndarray:
-    a = np.zeros((4, 4))
-    a[2, 0], a[1, 1], a[0, 2], a[3, 3] = 2.0, 0.8, 0.8, 1.0  # k superior, j posterior, i left
-    return a
-
-
-def _data() -> np.ndarray:
-    rng = np.random.default_rng(3)
-    return (rng.normal(0.0, 300.0, SHAPE) + 40.0).astype(np.int16)
-
-
-def _strip_checksums(root: Path) -> None:
-    """Turn a store into one written before checksums: no crc32c codec, no trailing 4 bytes."""
-    for document in root.glob("*/[0-9]*/zarr.json"):
-        body = json.loads(document.read_text())
-        assert body["codecs"][-1]["name"] == "crc32c"
-        body["codecs"] = body["codecs"][:-1]
-        document.write_text(json.dumps(body))
-        for chunk in (document.parent / "c").rglob("*"):
-            if chunk.is_file():
-                chunk.write_bytes(chunk.read_bytes()[:-4])
+CHUNK_CASES = {case.name: case for case in STORE_CASES if case.klass == "store-chunk"}
+METADATA_CASES = {case.name: case for case in STORE_CASES if case.klass == "store-metadata"}
 
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> dict[str, Path]:
     """Undamaged stores, new (with checksums) and old (without), for tests to copy."""
-    roots = {}
-    for kind in ("new", "old"):
-        root = tmp_path_factory.mktemp(f"pristine-{kind}")
-        store = VolumeStore(root)
-        store.write("v", Volume(_data(), _affine(), {"modality": "CT"}), chunks=CHUNKS)
-        # another array's chunks, the same chunk shape but float32: their checksums are valid
-        donor = np.random.default_rng(4).normal(size=SHAPE).astype(np.float32)
-        store.write("w", Volume(donor, _affine()), chunks=CHUNKS, pyramid=False)
-        if kind == "old":
-            _strip_checksums(root)
-        roots[kind] = root
-    return roots
+    return {kind: write_pristine(tmp_path_factory.mktemp(f"pristine-{kind}"), checksums=kind == "new")
+            for kind in ("new", "old")}
 
 
 def _copy(pristine: dict[str, Path], kind: str, tmp_path: Path) -> Path:
     root = tmp_path / kind
     shutil.copytree(pristine[kind], root)
     return root
-
-
-def _flip(path: Path, at: int, bit: int = 0) -> None:
-    raw = bytearray(path.read_bytes())
-    raw[at % len(raw)] ^= 1 << bit
-    path.write_bytes(bytes(raw))
 
 
 def _plane() -> Plane:
@@ -106,7 +67,7 @@ READS = {
 
 
 def test_new_stores_checksum_every_chunk_and_old_ones_still_read(pristine) -> None:
-    data = _data()
+    data = pristine_data()
     for kind in ("new", "old"):
         document = json.loads((pristine[kind] / "v" / "0" / "zarr.json").read_text())
         names = [codec["name"] for codec in document["codecs"]]
@@ -115,7 +76,7 @@ def test_new_stores_checksum_every_chunk_and_old_ones_still_read(pristine) -> No
         np.testing.assert_array_equal(volume.to_numpy(), data)
         np.testing.assert_array_equal(volume.to_dask().compute(), data)
         np.testing.assert_array_equal(volume.array[8:16, :16, 16:32], data[8:16, :16, 16:32])
-        reference = Volume(data, _affine())
+        reference = Volume(data, pristine_affine())
         np.testing.assert_array_equal(READS["mpr"](volume), voxelflow.mpr(reference, _plane()))
         np.testing.assert_allclose(READS["resample"](volume), READS["resample"](reference))
         # dask workers unpickle the array, store and its checked layouts with it
@@ -126,27 +87,14 @@ def test_new_stores_checksum_every_chunk_and_old_ones_still_read(pristine) -> No
 
 # -- damaged chunks of new stores: the checksum catches every change ---------------------------
 
-CHUNK_DAMAGE = {
-    "deleted": lambda p: p.unlink(),
-    "truncated to 0 bytes": lambda p: p.write_bytes(b""),
-    "truncated to 1 byte": lambda p: p.write_bytes(p.read_bytes()[:1]),
-    "truncated inside the blosc header": lambda p: p.write_bytes(p.read_bytes()[:9]),
-    "truncated to half": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
-    "one byte short": lambda p: p.write_bytes(p.read_bytes()[:-1]),
-    "payload bit flipped": lambda p: _flip(p, 200, 3),
-    "header bit flipped": lambda p: _flip(p, 5, 1),  # the decoded size
-    "garbage": lambda p: p.write_bytes(
-        np.random.default_rng(9).integers(0, 256, p.stat().st_size, dtype=np.uint8).tobytes()
-    ),
-    "another array's chunk": lambda p: shutil.copyfile(p.parents[5] / "w/0/c/1/0/1", p),
-}
 
-
-@pytest.mark.parametrize("how", list(CHUNK_DAMAGE))
+@pytest.mark.parametrize("how", list(CHUNK_CASES))
 def test_damaged_chunk_raises_naming_it_on_every_read_path(pristine, tmp_path, how) -> None:
     root = _copy(pristine, "new", tmp_path)
-    CHUNK_DAMAGE[how](root / CHUNK_FILE)
-    expected = MissingChunkError if how == "deleted" else CorruptChunkError
+    case = CHUNK_CASES[how]
+    case.damage(root)
+    expected = case.error
+    assert case.match == NAMED
     store = VolumeStore(root, read_only=True)
     store.open("v")  # opening reads no chunk
     for name, read in READS.items():
@@ -156,12 +104,12 @@ def test_damaged_chunk_raises_naming_it_on_every_read_path(pristine, tmp_path, h
     with pytest.raises(expected, match=NAMED):
         store.open("v").array[8:16, :16, 16:32]
     # the rest of the volume still reads
-    np.testing.assert_array_equal(store.open("v").array[:8], _data()[:8])
+    np.testing.assert_array_equal(store.open("v").array[:8], pristine_data()[:8])
 
 
 def test_corrupt_chunk_error_carries_the_place_on_every_read_path(pristine, tmp_path) -> None:
     root = _copy(pristine, "new", tmp_path)
-    CHUNK_DAMAGE["payload bit flipped"](root / CHUNK_FILE)
+    CHUNK_CASES["payload bit flipped"].damage(root)
     store = VolumeStore(root, read_only=True)
     for name, read in READS.items():
         with pytest.raises(CorruptChunkError) as caught:
@@ -178,118 +126,15 @@ def test_corrupt_chunk_error_carries_the_place_on_every_read_path(pristine, tmp_
 # -- damaged metadata: open refuses, naming the file and the field ------------------------------
 
 
-def _edit(path: Path, change) -> None:
-    body = json.loads(path.read_text())
-    change(body)
-    path.write_text(json.dumps(body))
-
-
-def _record(change):
-    return lambda root: _edit(root / "v" / "zarr.json", lambda b: change(b["attributes"]["voxelflow"]))
-
-
-def _level0(change):
-    return lambda root: _edit(root / "v" / "0" / "zarr.json", change)
-
-
-def _set_affine(value):
-    def change(record):
-        affine = np.array(record["affine"])
-        value(affine)
-        record["affine"] = affine.tolist()
-    return _record(change)
-
-
-METADATA_DAMAGE = {
-    "group zarr.json truncated": (
-        lambda root: (root / "v/zarr.json").write_bytes((root / "v/zarr.json").read_bytes()[:100]),
-        r"v/zarr\.json.*not JSON",
-    ),
-    "group zarr.json not UTF-8": (
-        lambda root: (root / "v/zarr.json").write_bytes(b"\xff\xfe\x00garbage"),
-        r"v/zarr\.json.*not JSON",
-    ),
-    "level zarr.json truncated": (
-        lambda root: (root / "v/0/zarr.json").write_bytes((root / "v/0/zarr.json").read_bytes()[:50]),
-        r"level 0.*v/0/zarr\.json.*not JSON",
-    ),
-    "level zarr.json not JSON": (
-        lambda root: (root / "v/0/zarr.json").write_text("[1, 2"),
-        r"level 0.*v/0/zarr\.json.*not JSON",
-    ),
-    "level shape shrunk": (
-        _level0(lambda b: b.update(shape=[16, 80, 96])),
-        r"level 0.*shape \[16, 80, 96\] differs",
-    ),
-    "level dtype changed": (
-        _level0(lambda b: b.update(data_type="int32")),
-        r"level 0.*data_type int32 differs from attribute 'dtype' int16",
-    ),
-    "level dtype not a type": (
-        _level0(lambda b: b.update(data_type={"name": 7})),
-        r"level 0.*data_type",
-    ),
-    "level chunk shape changed": (
-        _level0(lambda b: b["chunk_grid"]["configuration"].update(chunk_shape=[8, 8, 8])),
-        r"level 0.*chunk_shape \[8, 8, 8\] differs from attribute 'chunks'",
-    ),
-    "level codecs garbled": (
-        _level0(lambda b: b.update(codecs="blosc")),
-        r"level 0.*codecs",
-    ),
-    "attribute shape changed": (
-        _record(lambda r: r.update(shape=[24, 80, 95])),
-        r"'levels\[0\]' shape \[24, 80, 96\] does not match shape \[24, 80, 95\]",
-    ),
-    "attribute shape missing": (_record(lambda r: r.pop("shape")), r"attribute 'shape'"),
-    "attribute dtype missing": (_record(lambda r: r.pop("dtype")), r"attribute 'dtype'"),
-    "attribute levels missing": (_record(lambda r: r.pop("levels")), r"attribute 'levels'"),
-    "attribute chunks text": (_record(lambda r: r.update(chunks="8,16,16")), r"attribute 'chunks'"),
-    "attribute affine missing": (_record(lambda r: r.pop("affine")), r"attribute 'affine'"),
-    "attribute meta not an object": (_record(lambda r: r.update(meta="CT")), r"attribute 'meta'"),
-    "level path not a number": (
-        _record(lambda r: r["levels"][1].update(path="../w/0")),
-        r"'levels\[1\]' path '\.\./w/0' is not a new level number",
-    ),
-    "affine not finite": (
-        _set_affine(lambda a: a.__setitem__((0, 2), math.nan)),
-        r"attribute 'affine' has non-finite entries",
-    ),
-    "affine infinite": (
-        _set_affine(lambda a: a.__setitem__((1, 3), math.inf)),
-        r"attribute 'affine' has non-finite entries",
-    ),
-    "affine singular": (
-        _set_affine(lambda a: a.__setitem__((slice(None), 1), 0.0)),
-        r"attribute 'affine' is singular",
-    ),
-    "affine 3 x 3": (
-        _record(lambda r: r.update(affine=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])),
-        r"attribute 'affine' is not a 4 x 4",
-    ),
-    "level affine disagrees": (
-        _record(lambda r: r["levels"][1]["affine"][0].__setitem__(3, 5.0)),
-        r"'levels\[1\]' affine does not match",
-    ),
-    "a level missing": (
-        lambda root: shutil.rmtree(root / "v" / "1"),
-        r"level 1.*v/1/zarr\.json.*missing",
-    ),
-    "levels and OME datasets differ": (
-        _record(lambda r: r["levels"].pop()),
-        r"'ome' multiscales lists 2 datasets for 1 levels",
-    ),
-}
-
-
-@pytest.mark.parametrize("how", list(METADATA_DAMAGE))
+@pytest.mark.parametrize("how", list(METADATA_CASES))
 def test_damaged_metadata_raises_naming_the_field(pristine, tmp_path, how) -> None:
-    damage, message = METADATA_DAMAGE[how]
+    case = METADATA_CASES[how]
+    assert issubclass(case.error, StoreError)
     root = _copy(pristine, "new", tmp_path)
-    damage(root)
+    case.damage(root)
     store = VolumeStore(root, read_only=True)
     for level in (0, 1):
-        with pytest.raises(StoreError, match=message) as caught:
+        with pytest.raises(case.error, match=case.match) as caught:
             store.open("v", level=level)
         # a StoreError of its own, never the builtin errors zarr and json raise
         assert not isinstance(caught.value, (KeyError, TypeError, UnicodeError))
@@ -358,7 +203,7 @@ def test_truncated_chunks_never_crash_a_reader(pristine, tmp_path, runs, repeats
     cases = []
     for n, (how, must_raise) in enumerate(CHILD_DAMAGE):
         root = _copy(pristine, "old", tmp_path / f"{n}")
-        CHUNK_DAMAGE[how](root / CHUNK_FILE)
+        CHUNK_CASES[how].damage(root)
         cases.append((str(root), must_raise))
     for cut in _TRUNCATIONS:
         root = _copy(pristine, "old", tmp_path / f"cut{cut}")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from voxelflow.errors import VoxelflowError
-from voxelflow.testing.malformed import CASES, MalformedCase
+from voxelflow.errors import StoreError, VoxelflowError
+from voxelflow.testing.malformed import CASES, STORE_CASES, MalformedCase
 
 ADDRESS_SPACE = 4 << 30  # issue 13: no class may need more
 CASE_TIMEOUT = 30.0  # seconds without progress before a child is called hung
@@ -175,6 +175,16 @@ def test_corpus_is_broad_and_stable():
         error = case.expect.error
         assert error is None or (issubclass(error, VoxelflowError) and error is not VoxelflowError)
         assert case.expect.scan in ("error", "skipped", "row")
+
+
+def test_damaged_store_classes_are_part_of_the_corpus():
+    # tests/store/test_damaged.py applies each to every read path
+    names = [case.name for case in STORE_CASES]
+    assert len(names) == len(set(names)) and len(STORE_CASES) >= 30
+    assert {case.klass for case in STORE_CASES} == {"store-chunk", "store-metadata"}
+    for case in STORE_CASES:
+        assert issubclass(case.error, StoreError) and case.error is not VoxelflowError
+        re.compile(case.match)
 
 
 def test_cases_write_the_same_bytes_each_time(tmp_path):

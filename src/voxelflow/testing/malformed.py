@@ -11,6 +11,9 @@ frame or offset), or that it must decode with a warning, and what :func:`voxelfl
 do with the file (an entry in ``errors`` or ``skipped``, or a row when the damage lies in the
 pixels, which a header-only scan does not read). Nothing here allocates more than a few MiB.
 
+Damaged stores (chunks and metadata, :class:`StoreDamage` in :data:`STORE_CASES`, applied to a
+copy of :func:`write_pristine`'s store) live in :mod:`.damaged_store` and are exported here.
+
 Examples
 --------
 >>> from voxelflow.testing.malformed import CASES
@@ -34,10 +37,12 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 
 from ..errors import DecodeError, DecodeWarning, VoxelflowError
+from .damaged_store import STORE_CASES, StoreDamage, write_pristine
 from .datasets import deterministic_uid
 from .series import write_series
 
-__all__ = ["CASES", "Expect", "MalformedCase", "cases", "make_all"]
+__all__ = ["CASES", "STORE_CASES", "Expect", "MalformedCase", "StoreDamage", "cases", "make_all",
+           "write_pristine"]
 
 
 @dataclass(frozen=True)
