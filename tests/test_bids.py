@@ -61,9 +61,44 @@ def test_no_sidecar_option(tmp_path, capsys):
 DIRECTIONS = [(0.0, None), (1000.0, (1.0, 0.0, 0.0)), (1000.0, (0.0, 0.6, 0.8)), (2000.0, (0.48, 0.6, 0.64))]
 
 
-def _dwi_series(root, orientation):
+#: Manufacturer written with each vendor's private diffusion tags.
+MAKERS = {"siemens": "SIEMENS", "ge": "GE MEDICAL SYSTEMS", "philips": "Philips Medical Systems"}
+
+
+def _tag_diffusion(ds, vendor, b, g):
+    """Diffusion b-value and gradient, as the standard attributes or as one vendor's private
+    tags only (each placed through its private creator, as scanners do)."""
+    if vendor == "standard":
+        ds.add_new(0x00189087, "FD", b)
+        if g is not None:
+            ds.add_new(0x00189089, "FD", list(g))
+        return
+    ds.Manufacturer = MAKERS[vendor]
+    if vendor == "siemens":
+        block = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+        block.add_new(0x0C, "IS", int(b))
+        if g is not None:
+            block.add_new(0x0E, "FD", list(g))
+    elif vendor == "ge":
+        # GE adds 1e9 to the b-value of some sequences; dcm2niix (and so voxelflow) drops it
+        encoded = int(b) + 1_000_000_000 if b == 2000 else int(b)
+        ds.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0x39, "IS", [encoded, 0, 0, 0])
+        if g is not None:
+            block = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
+            for element, value in zip((0xBB, 0xBC, 0xBD), g):
+                block.add_new(element, "DS", value)
+    else:
+        ds.private_block(0x2001, "Philips Imaging DD 001", create=True).add_new(0x03, "FL", b)
+        if g is not None:
+            block = ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
+            for element, value in zip((0xB0, 0xB1, 0xB2), g):
+                block.add_new(element, "FL", value)
+
+
+def _dwi_series(root, orientation, vendor="standard"):
     """A classic diffusion series (one volume per b-value / direction, told apart by Instance
-    Number only), with the standard Diffusion b-value and Gradient Orientation attributes."""
+    Number only), with the standard Diffusion b-value and Gradient Orientation attributes or
+    with one vendor's private tags instead."""
     uid = "1.2.826.0.1.3680043.8.498.56"
     for t, (b, g) in enumerate(DIRECTIONS):
         info = write_series(root / str(t), shape=(6, 16, 16), modality="MR", series_uid=uid, seed=t + 1,
@@ -73,9 +108,7 @@ def _dwi_series(root, orientation):
             ds.InstanceNumber += 100 * t
             ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{t + 1}"
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.add_new(0x00189087, "FD", b)
-            if g is not None:
-                ds.add_new(0x00189089, "FD", list(g))
+            _tag_diffusion(ds, vendor, b, g)
             ds.save_as(path)
 
 
@@ -89,9 +122,10 @@ def _world(bvec_rows, affine):
     return axes @ v
 
 
+@pytest.mark.parametrize("vendor", ["standard", "siemens", "ge", "philips"])
 @pytest.mark.parametrize("orientation", ["axial", "oblique", "sagittal"])
-def test_bval_bvec_agree_with_dcm2niix(tmp_path, orientation):
-    _dwi_series(tmp_path / "dicom", orientation)
+def test_bval_bvec_agree_with_dcm2niix(tmp_path, orientation, vendor):
+    _dwi_series(tmp_path / "dicom", orientation, vendor)
     _dcm2niix(tmp_path / "dicom", tmp_path / "ref")
     (v,) = convert(tmp_path / "dicom", tmp_path / "ours").volumes
     assert v.shape == (4, 6, 16, 16)
@@ -105,6 +139,8 @@ def test_bval_bvec_agree_with_dcm2niix(tmp_path, orientation):
     ours = _world(read(stem + ".bvec"), nib.load(v.output).affine)
     ref = _world(read(ref_stem + ".bvec"), nib.load(ref_stem + ".nii").affine)
     np.testing.assert_allclose(ours, ref, atol=1e-5)  # the same directions in the scanner's space
+    if vendor == "ge":
+        return  # GE's gradients are in the image's frame, not LPS: dcm2niix is the only oracle
     for t, (b, g) in enumerate(DIRECTIONS):
         if g is not None:  # and they are the DICOM gradients (LPS) seen in RAS
             np.testing.assert_allclose(ours[:, t], [-g[0], -g[1], g[2]], atol=1e-5)
@@ -113,4 +149,29 @@ def test_bval_bvec_agree_with_dcm2niix(tmp_path, orientation):
 def test_no_bval_for_a_series_without_b_values(tmp_path):
     write_series(tmp_path / "dicom", shape=(4, 8, 8), modality="MR")
     convert(tmp_path / "dicom", tmp_path / "out")
+    assert list((tmp_path / "out").glob("*.bv*")) == []
+
+
+#: Where each vendor keeps its private b-value: (group, private creator, element).
+PRIVATE_B = {"siemens": (0x0019, "SIEMENS MR HEADER", 0x0C), "ge": (0x0043, "GEMS_PARM_01", 0x39),
+             "philips": (0x2001, "Philips Imaging DD 001", 0x03)}
+
+
+@pytest.mark.parametrize("vendor,bad", [("siemens", b"not-a-b "), ("ge", b"not-a-b "), ("philips", float("nan"))])
+def test_no_bval_for_a_private_b_value_that_is_not_a_number(tmp_path, vendor, bad):
+    _dwi_series(tmp_path / "dicom", "axial", vendor)
+    group, creator, element = PRIVATE_B[vendor]
+    placeholder = b"12345678"  # pydicom will not put text in an IS, so it goes into the bytes
+    for path in sorted((tmp_path / "dicom" / "3").glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        block = ds.private_block(group, creator)
+        block[element].value = bad if isinstance(bad, float) else int(placeholder)
+        ds.save_as(path)
+        if isinstance(bad, bytes):
+            raw = path.read_bytes()
+            assert raw.count(placeholder) == 1
+            path.write_bytes(raw.replace(placeholder, bad))
+    (v,) = convert(tmp_path / "dicom", tmp_path / "out").volumes
+    assert v.shape == (4, 6, 16, 16)
+    assert list((tmp_path / "out").glob("*.nii.gz")) and list((tmp_path / "out").glob("*.json"))
     assert list((tmp_path / "out").glob("*.bv*")) == []

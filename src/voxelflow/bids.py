@@ -130,7 +130,8 @@ def write_sidecar(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
 def _diffusion_of(ds: Any, frame: int | None) -> tuple[float, tuple[float, float, float] | None] | None:
     """(b-value, gradient direction in LPS or None) of one image from the standard attributes:
     Diffusion b-value (0018,9087) and Diffusion Gradient Orientation (0018,9089), top level
-    or, for an enhanced frame, in its MR Diffusion Sequence."""
+    or, for an enhanced frame, in its MR Diffusion Sequence; failing those, for a classic
+    image, from the Siemens, GE or Philips private tags that dcm2niix reads."""
     source = ds
     if frame is not None:
         frames = ds.get("PerFrameFunctionalGroupsSequence") or []
@@ -141,7 +142,8 @@ def _diffusion_of(ds: Any, frame: int | None) -> tuple[float, tuple[float, float
                 break
     b = source.get("DiffusionBValue")
     if b is None:
-        return None
+        # vendors' private tags describe the whole file, so they cannot tell enhanced frames apart
+        return _private_diffusion(ds) if frame is None else None
     try:
         b = float(b)
     except (TypeError, ValueError):
@@ -156,6 +158,62 @@ def _diffusion_of(ds: Any, frame: int | None) -> tuple[float, tuple[float, float
         if all(math.isfinite(v) for v in values) and any(values):
             gradient = values  # type: ignore[assignment]
     return (b if math.isfinite(b) else 0.0), gradient
+
+
+def _private(ds: Any, group: int, creator: str, element: int) -> Any:
+    """A private element's value, located through its private creator (the block is not always
+    at 0x10); None when absent or unreadable."""
+    try:
+        return ds.private_block(group, creator)[element].value
+    except Exception:  # noqa: BLE001 - pydicom converts a raw value on access; a damaged one may raise
+        return None
+
+
+def _finite(value: Any, count: int) -> tuple[float, ...] | None:
+    """The first `count` values as finite floats, or None."""
+    values = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
+    if len(values) < count:
+        return None
+    try:
+        numbers = tuple(float(v) for v in values[:count])
+    except (TypeError, ValueError):
+        return None
+    return numbers if all(math.isfinite(v) for v in numbers) else None
+
+
+def _private_diffusion(ds: Any) -> tuple[float, tuple[float, float, float] | None] | None:
+    """(b-value, gradient in LPS or None) from the private tags dcm2niix reads when a classic
+    DWI file lacks the standard attributes; None when there is no finite b-value."""
+    maker = str(ds.get("Manufacturer") or "").upper()
+    if "SIEMENS" in maker:
+        b = _finite(_private(ds, 0x0019, "SIEMENS MR HEADER", 0x0C), 1)
+        g = _finite(_private(ds, 0x0019, "SIEMENS MR HEADER", 0x0E), 3)
+    elif "PHILIPS" in maker:
+        b = _finite(_private(ds, 0x2001, "Philips Imaging DD 001", 0x03), 1)
+        g = _finite([_private(ds, 0x2005, "Philips MR Imaging DD 001", e) for e in (0xB0, 0xB1, 0xB2)], 3)
+    elif "GE" in maker:
+        b = _finite(_private(ds, 0x0043, "GEMS_PARM_01", 0x39), 1)
+        if b is not None and b[0] >= 1e9:
+            b = (b[0] % 1e9,)  # multiples of 1e9 encode something other than b; dcm2niix keeps the rest
+        g = _finite([_private(ds, 0x0019, "GEMS_ACQU_01", e) for e in (0xBB, 0xBC, 0xBD)], 3)
+        orientation = _finite(ds.get("ImageOrientationPatient"), 6)
+        if g is not None:
+            g = _ge_to_lps(g, orientation) if orientation is not None else None
+    else:
+        return None
+    if b is None:
+        return None
+    gradient = g if g is not None and any(g) else None
+    return b[0], gradient  # type: ignore[return-value]
+
+
+def _ge_to_lps(g: tuple[float, ...], orientation: tuple[float, ...]) -> tuple[float, float, float]:
+    """GE's gradient is in the image's frame, not the patient's: dcm2niix copies it unrotated
+    into the voxel axes of its row-flipped NIfTI, i.e. x along the row cosine, y against the
+    column cosine, z along their cross product. The same reading keeps both tools in step."""
+    r, c = orientation[:3], orientation[3:]
+    n = (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
+    return tuple(g[0] * r[i] - g[1] * c[i] + g[2] * n[i] for i in range(3))  # type: ignore[return-value]
 
 
 def diffusion_table(first_slices: Sequence[tuple[str, int | None]]) -> list[tuple[float, tuple[float, float, float] | None]] | None:
