@@ -362,7 +362,7 @@ _STANDARD_VIEWS = (
 
 def _fit_volume(cls: type[Plane], row: np.ndarray, col: np.ndarray, volume: Any, spacing: Any, size: Any) -> Plane:
     affine = np.asarray(volume.affine, dtype=np.float64)
-    shape = np.array(volume.shape[-3:], dtype=np.float64)
+    shape = np.array(getattr(volume, "spatial_shape", volume.shape[-3:]), dtype=np.float64)
     normal = np.cross(row, col)
     steps = affine[:3, :3]
     # the volume axis most along the normal is snapped to a voxel centre, the others centred

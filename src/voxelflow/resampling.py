@@ -90,7 +90,7 @@ from .kernels.reference.resample import (
     bspline_prefilter,
     store,
 )
-from .volume import Volume
+from .volume import Volume, require_grayscale
 
 __all__ = [
     "INTERPOLATIONS",
@@ -584,6 +584,7 @@ def resample(
     z = 10, 11, 12, 13, 14 mm; the affine's slice column becomes 1 mm long, its origin is
     unchanged (see the module docstring for the rule).
     """
+    require_grayscale(volume, ResampleError, "resample")
     if interp not in INTERPOLATIONS:
         raise ResampleError(
             f"resample: interp must be one of {', '.join(INTERPOLATIONS)}, got {interp!r}"
@@ -633,7 +634,8 @@ def reorient(volume: Volume, codes: str = "LPS") -> Volume:
     Parameters
     ----------
     volume : Volume
-        The input (3-D, or with leading axes, which are kept).
+        The input (3-D, or with leading axes, which are kept; a colour volume keeps its
+        trailing RGB samples).
     codes : str
         Three letters giving the direction in which the column index i, the row index j and
         the slice index k increase, in that order (fastest array axis first, as ITK, nibabel
@@ -659,19 +661,20 @@ def reorient(volume: Volume, codes: str = "LPS") -> Volume:
     # nibabel works in NIfTI terms: voxel axes (i, j, k), world RAS.
     ras = nifti_affine(volume.affine)
     transform = ornt_transform(io_orientation(ras), target)
-    shape_ijk = volume.shape[-3:][::-1]
+    shape_ijk = volume.spatial_shape[::-1]
     new_ras = ras @ inv_ornt_aff(transform, shape_ijk)
     reverse = np.eye(4)[:, [2, 1, 0, 3]]
     new_affine = LPS_TO_RAS @ new_ras @ reverse
     array = volume.array
     if not isinstance(array, np.ndarray) and not hasattr(array, "dask"):
         array = volume.to_dask()
-    lead = array.ndim - 3
+    trail = int(volume.is_colour)  # RGB samples follow x and stay last
+    lead = array.ndim - 3 - trail
     # transform[a] = (new position, flip) of voxel axis a in (i, j, k); array axis = lead + 2 - a
     for a in range(3):
         if transform[a, 1] == -1:
             array = np.flip(array, axis=lead + 2 - a)
-    perm = list(range(lead)) + [0, 0, 0]
+    perm = list(range(lead)) + [0, 0, 0] + list(range(lead + 3, lead + 3 + trail))
     for a in range(3):
         new_axis = int(transform[a, 0])
         perm[lead + 2 - new_axis] = lead + 2 - a

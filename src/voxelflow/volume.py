@@ -12,7 +12,10 @@ import numpy as np
 from .errors import ParameterError
 from .geometry import affine_spacing, nifti_affine
 
-__all__ = ["StoredSource", "Volume"]
+__all__ = ["RGB24", "StoredSource", "Volume", "require_grayscale"]
+
+#: NIfTI's RGB24 voxel (datatype 128), as nibabel reads and writes it: how dcm2niix stores colour.
+RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,9 @@ class Volume:
     ----------
     array : numpy.ndarray, zarr.Array or dask.array.Array
         The voxels in (z, y, x) order (``(..., z, y, x)`` with leading axes such as time),
-        stored values in their DICOM dtype unless ``meta["values"] == "modality"``.
+        stored values in their DICOM dtype unless ``meta["values"] == "modality"``. A colour
+        volume (``meta["axes"]`` ending in ``"c"``, see :attr:`is_colour`) is (z, y, x, 3)
+        uint8 RGB: its sample axis comes last, after x.
     affine : (4, 4) float64 array
         Maps ``[k, j, i, 1]`` to LPS patient coordinates in mm (see :mod:`voxelflow.geometry`).
     meta : mapping
@@ -71,6 +76,18 @@ class Volume:
     @property
     def dtype(self) -> np.dtype:
         return np.dtype(self.array.dtype)
+
+    @property
+    def is_colour(self) -> bool:
+        """Whether the voxels are RGB samples: axes (z, y, x, c), ``meta["axes"]`` says so."""
+        axes = self.meta.get("axes")
+        return isinstance(axes, (list, tuple)) and len(axes) == len(self.shape) and list(axes[-1:]) == ["c"]
+
+    @property
+    def spatial_shape(self) -> tuple[int, int, int]:
+        """The (z, y, x) extent, whatever axes lead (time) or follow (colour samples)."""
+        shape = self.shape[:-1] if self.is_colour else self.shape
+        return tuple(shape[-3:])  # type: ignore[return-value]
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -108,11 +125,14 @@ class Volume:
         """Write a NIfTI-1 file (``.nii`` or ``.nii.gz``) with correct RAS sform and qform.
 
         4-D volumes (t, z, y, x) become 4-D NIfTI (x, y, z, t). A uniform rescale is written
-        as scl_slope/scl_inter so readers recover modality values.
+        as scl_slope/scl_inter so readers recover modality values. A colour volume becomes an
+        RGB24 NIfTI (datatype 128, :data:`RGB24` voxels, x, y, z), as dcm2niix writes colour.
         """
         import nibabel as nib
 
         data = self.to_numpy()
+        if self.is_colour:
+            data = np.ascontiguousarray(data, dtype=np.uint8).view(RGB24)[..., 0]
         data = np.transpose(data, tuple(range(data.ndim))[::-1]) if data.ndim == 3 else np.transpose(data, (3, 2, 1, 0))
         image = nib.Nifti1Image(np.asanyarray(data), nifti_affine(self.affine))
         image.set_sform(nifti_affine(self.affine), code=1)  # scanner anatomical
@@ -132,7 +152,7 @@ class Volume:
         import SimpleITK as sitk
 
         if len(self.shape) != 3:
-            raise ParameterError("to_sitk needs a 3-D volume")
+            raise ParameterError(f"to_sitk needs a 3-D one-sample volume, got shape {self.shape}")
         image = sitk.GetImageFromArray(self.to_numpy())  # numpy (z, y, x) -> ITK (x, y, z)
         spacing = self.spacing
         image.SetSpacing((spacing[2], spacing[1], spacing[0]))
@@ -140,3 +160,17 @@ class Volume:
         direction = self.affine[:3, [2, 1, 0]] / np.array([spacing[2], spacing[1], spacing[0]])
         image.SetDirection(tuple(float(v) for v in direction.reshape(-1)))
         return image
+
+
+def require_grayscale(volume: Volume, error: type[Exception], what: str) -> None:
+    """Raise `error` (the caller's typed error) when `volume` is a colour volume.
+
+    Resampling, rendering and the DICOM display pipeline (Modality LUT, VOI LUT) are defined
+    on one-sample images (PS3.3 C.11: the grayscale pipeline); an RGB volume is stored and
+    converted as it is, never interpolated or windowed as if its samples were a time axis."""
+    if isinstance(volume, Volume) and volume.is_colour:
+        name = volume.source.key if volume.source is not None else "the volume"
+        raise error(
+            f"{what}: {name} is a colour (RGB) volume, shape {volume.shape} (z, y, x, c); "
+            f"{what} takes one-sample (grayscale) volumes"
+        )

@@ -283,7 +283,7 @@ def _is_volume(value: Any) -> bool:
 def crop(volume: Any, spec: Crop) -> tuple[Any, dict[str, Any] | None]:
     """`volume` cut to `spec`'s box (its affine moved with it), and a finding when the
     threshold kept the whole volume."""
-    shape = volume.shape[-3:]
+    shape = volume.spatial_shape
     note = None
     if spec.box is not None:
         box = [(min(a, n), min(b, n)) for (a, b), n in zip(spec.box, shape)]
@@ -294,8 +294,8 @@ def crop(volume: Any, spec: Crop) -> tuple[Any, dict[str, Any] | None]:
     else:
         box, note = _foreground_box(volume, spec)
     region = tuple(slice(a, b) for a, b in box)
-    lead = (slice(None),) * (len(volume.shape) - 3)
-    array = np.asarray(volume.to_numpy()[lead + region])
+    lead = (slice(None),) * (len(volume.shape) - 3 - int(volume.is_colour))
+    array = np.asarray(volume.to_numpy()[lead + region])  # colour samples follow, whole
     shift = np.eye(4)
     shift[:3, 3] = [a for a, _ in box]
     from ..volume import Volume
@@ -313,6 +313,8 @@ def _foreground_box(volume: Any, spec: Crop) -> tuple[list[tuple[int, int]], dic
         above = (data.astype(np.float64) * slope + intercept) > threshold
     else:
         above = data > threshold
+    if volume.is_colour:
+        above = above.any(axis=-1)  # a voxel is foreground where a sample is
     if above.ndim > 3:
         above = above.reshape((-1, *above.shape[-3:])).any(axis=0)
     shape = above.shape
@@ -345,6 +347,8 @@ def _view_axes(affine: np.ndarray) -> tuple[int, int, int, bool, bool]:
 def write_thumbnail(volume: Any, path: Path, size: int) -> Path:
     """The anterior MIP of `volume` (its first time point) as an 8-bit PNG of at most `size`
     pixels a side, in square pixels, auto-windowed (1st to 99th percentile) through the volume's display pipeline.
+    A colour volume is shown by its middle slice across the same view, in its own RGB (a
+    maximum of colours, or a window of them, means nothing).
 
     The rays run along the array axis nearest anterior-posterior (exact for axial, coronal and
     sagittal acquisitions; an oblique one is shown along its nearest axis), from the coarsest
@@ -354,6 +358,7 @@ def write_thumbnail(volume: Any, path: Path, size: int) -> Path:
 
     from ..display import AutoWindow, DisplayPipeline, pipeline_for, window
     from ..render import save_image
+    from ..render.images import write_file
 
     ray, rows, cols, flip_rows, flip_cols = _view_axes(np.asarray(volume.affine))
     source = getattr(volume, "source", None)
@@ -364,25 +369,33 @@ def write_thumbnail(volume: Any, path: Path, size: int) -> Path:
             if max(coarser.shape[-3:][rows], coarser.shape[-3:][cols]) < size:
                 break
             chosen = coarser
-    data = np.asarray(chosen.array[(0,) * (len(chosen.shape) - 3)])
-    pipeline = pipeline_for(volume) or DisplayPipeline()
-    # the MIP of modality values: stored values under a negative rescale slope reverse order
-    slope = getattr(pipeline.modality, "slope", 1.0)
-    mip = data.min(axis=ray) if slope < 0 else data.max(axis=ray)
     kept = [a for a in range(3) if a != ray]
-    if kept.index(rows) == 1:
-        mip = mip.T
+    if volume.is_colour:
+        middle = (slice(None),) * ray + (volume.spatial_shape[ray] // 2,)
+        mip = np.asarray(chosen.array[middle], dtype=np.uint8)  # (rows or cols, ..., 3)
+        if kept.index(rows) == 1:
+            mip = mip.transpose(1, 0, 2)
+    else:
+        data = np.asarray(chosen.array[(0,) * (len(chosen.shape) - 3)])
+        pipeline = pipeline_for(volume) or DisplayPipeline()
+        # the MIP of modality values: stored values under a negative rescale slope reverse order
+        slope = getattr(pipeline.modality, "slope", 1.0)
+        mip = data.min(axis=ray) if slope < 0 else data.max(axis=ray)
+        if kept.index(rows) == 1:
+            mip = mip.T
     mip = mip[::-1 if flip_rows else 1, ::-1 if flip_cols else 1]
-    image = window(mip, pipeline.with_voi(AutoWindow(method="percentile")), bits=8)
+    image = mip if volume.is_colour else window(mip, pipeline.with_voi(AutoWindow(method="percentile")), bits=8)
     spacing = chosen.spacing
     extent = np.array([mip.shape[0] * spacing[rows], mip.shape[1] * spacing[cols]])
     # square pixels, never finer than the finer of the two axes (a thumbnail does not enlarge)
     pixel = max(float(extent.max()) / size, min(spacing[rows], spacing[cols]))
     shape = np.clip(np.rint(extent / pixel), 1, size).astype(int)
-    if tuple(shape) != image.shape:
+    if tuple(shape) != image.shape[:2]:
         image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(
             (int(shape[1]), int(shape[0])), Image.Resampling.BOX if shape.max() <= max(image.shape) else Image.Resampling.BILINEAR))
     path.parent.mkdir(parents=True, exist_ok=True)
+    if volume.is_colour:
+        return write_file(path, lambda tmp: Image.fromarray(np.ascontiguousarray(image), "RGB").save(tmp, format="PNG"))
     return save_image(image, path, bits=8)  # type: ignore[no-any-return]
 
 

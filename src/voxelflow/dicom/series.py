@@ -481,6 +481,9 @@ def _split_key(row: Any, ref: SliceRef) -> tuple[tuple[str, Any], ...]:
         ("pixel spacing", _rounded(ref.pixel_spacing, 4)),
         ("image type", tuple(_as_list(_get(row, "image_type")))),
         ("echo", (tuple(row.echo_numbers or ()), row.echo_time)),
+        # a colour map among grayscale images (a Siemens colour FA map in a DWI series) is a
+        # volume of its own: never one array mixing one- and three-sample slices
+        ("samples per pixel", _get(row, "samples_per_pixel", 1) or 1),
     )
 
 
@@ -932,8 +935,10 @@ def build_volume(plan: VolumePlan, *, backend: str | None = None, lazy: bool = F
             plan.meta["display"] = display
         plan._display_read = True
     first = decode(ref.path, frames=ref.frame, backend=backend)
+    if first.ndim == 3 and first.shape[-1] == 3:
+        return _build_colour(plan, first, backend)
     if first.ndim != 2:
-        raise SeriesError(f"{ref.path}: volumes need one-sample images, got shape {first.shape}")
+        raise SeriesError(f"{ref.path}: volumes need one- or three-sample images, got shape {first.shape}")
     modality = plan.meta["values"] == "modality"
     fill, resample, correct = _policies_that_apply(plan)
     if lazy and not (modality or fill or resample or correct):
@@ -964,6 +969,43 @@ def build_volume(plan: VolumePlan, *, backend: str | None = None, lazy: bool = F
     if correct:
         array, affine = _correct_tilt(array, affine)
     return Volume(array, affine, meta)
+
+
+def _build_colour(plan: VolumePlan, first: np.ndarray, backend: str | None) -> Volume:
+    """A colour series as a (z, y, x, 3) uint8 RGB volume (YBR decoded to RGB): the layout
+    dcm2niix's RGB24 NIfTI has, with the sample axis last and named "c" in the metadata.
+
+    Colour images have no Modality LUT (PS3.3 C.11.1 applies to grayscale): the samples are
+    kept as they are. Gaps, spacing and tilt policies interpolate each sample plane as they
+    would a grayscale volume."""
+    from .slices import decode_slices
+
+    geometry = plan.geometry
+    ref = geometry.slices[0]
+    if first.dtype != np.uint8:
+        raise SeriesError(
+            f"{ref.path}: a colour volume holds 8-bit RGB samples; this series has {first.dtype} "
+            f"samples (Bits Allocated {8 * first.dtype.itemsize}), which neither voxelflow nor NIfTI's RGB24 stores"
+        )
+    if geometry.fourth_axis:
+        raise SeriesError(f"{ref.path}: a 4-D colour series ({geometry.fourth_axis} x slices) is not supported")
+    n = len(geometry.slices)
+    stored = np.empty((n, ref.rows, ref.columns, 3), np.uint8)
+    decode_slices(geometry.slices, stored, backend=backend, first=first)
+    meta = dict(plan.meta, axes=["z", "y", "x", "c"], samples_per_pixel=3, photometric="RGB",
+                source_photometric=plan.meta.get("photometric", ""), rescale=None, values="stored")
+    meta.pop("display", None)  # the grayscale display pipeline does not apply to RGB
+    fill, resample, correct = _policies_that_apply(plan)
+    planes = np.moveaxis(stored, -1, 0)  # (c, z, y, x): the policies' leading axis
+    affine = geometry.affine
+    if fill:
+        planes, filled = _fill_gaps(planes, geometry.grid_index)
+        meta["filled_slices"] = filled
+    if resample:
+        planes, affine = _resample_uniform(planes, geometry)
+    if correct:
+        planes, affine = _correct_tilt(planes, affine)
+    return Volume(np.ascontiguousarray(np.moveaxis(planes, 0, -1)), affine, meta)
 
 
 def _policies_that_apply(plan: VolumePlan) -> tuple[bool, bool, bool]:

@@ -33,6 +33,7 @@ from ..kernels.reference.window import (
     window_edges,
     window_values,
 )
+from ..volume import require_grayscale
 from .auto import resolve
 from .pipeline import LUT, AutoWindow, DisplayPipeline, Rescale, Window, check_bits, preset
 
@@ -581,6 +582,7 @@ def window(
             f"pipeline must be a DisplayPipeline or its dict, got {type(pipeline).__name__}"
         )
     if not isinstance(data, np.ndarray) and not is_dask(data) and hasattr(data, "array"):
+        require_grayscale(data, DisplayError, "window")
         array = data.array
         if base is None:
             base = pipeline_for(data)

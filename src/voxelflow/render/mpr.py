@@ -24,7 +24,7 @@ import numpy as np
 from .. import kernels
 from ..errors import RenderError
 from ..geometry import Plane, affine_spacing
-from ..volume import Volume
+from ..volume import Volume, require_grayscale
 from .chunks import Region, read_region
 from .limits import RenderLimits, check_image, resolve
 from .slab import Slab
@@ -66,6 +66,7 @@ def _order(interp: Any, what: str) -> int:
 def _check_volume(volume: Any, what: str) -> Volume:
     if not isinstance(volume, Volume):
         raise RenderError(f"{what}: volume must be a voxelflow.Volume, got {type(volume).__name__}")
+    require_grayscale(volume, RenderError, what)
     if len(volume.shape) != 3:
         raise RenderError(
             f"{what}: needs a 3-D volume, got shape {volume.shape} (select one time point first)"

@@ -100,9 +100,21 @@ class VolumeEntry:
     def slice_count(self) -> int:
         """Slices in volume order (for 4-D, t-major then z)."""
         n = 1
-        for s in self.volume.shape[:-2]:
+        for s in self.slice_axes:
             n *= int(s)
         return n
+
+    @property
+    def slice_axes(self) -> tuple[int, ...]:
+        """The shape of the axes that number the slices: (z,) or (t, z)."""
+        shape = self.volume.shape
+        return tuple(shape[:-3] if self.volume.is_colour else shape[:-2])
+
+    @property
+    def plane(self) -> tuple[int, int]:
+        """(rows, columns) of one slice (a colour slice has its RGB samples besides)."""
+        rows, cols = self.volume.spatial_shape[1:]
+        return int(rows), int(cols)
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,7 @@ QIDO_PARAMS = ("limit", "offset", "includefield", "fuzzymatching", "Modality", "
 
 def _slice_values(service: Service, entry: VolumeEntry, index: int) -> np.ndarray:
     volume = service.cache.volume(entry)
-    lead = volume.shape[:-2]
-    position = np.unravel_index(index, lead)
+    position = np.unravel_index(index, entry.slice_axes)
     return np.asarray(volume.array[position])
 
 
@@ -50,8 +49,7 @@ def _thumbnail_values(entry: VolumeEntry, index: int, out_rows: int, out_cols: i
         if level.shape[-2] >= out_rows and level.shape[-1] >= out_cols:
             chosen = level
     base = entry.levels[0]
-    lead = base.shape[:-2]
-    position = list(np.unravel_index(index, lead))
+    position = list(np.unravel_index(index, entry.slice_axes))
     if chosen is not base:
         # the level's slice nearest the level-0 slice's centre, through the two affines
         k = position[-1]
@@ -68,13 +66,13 @@ def thumbnail_viewport(service: Service, entry: VolumeEntry, viewport: Viewport 
         raise RequestError("viewport: a thumbnail takes vw,vh only", parameter="viewport")
     size = service.settings.thumbnail_size
     vw, vh = (viewport.vw, viewport.vh) if viewport is not None else (size, size)
-    rows, cols = entry.volume.shape[-2:]
+    rows, cols = entry.plane
     return Viewport(min(vw, int(cols)), min(vh, int(rows)))
 
 
 def output_shape(service: Service, entry: VolumeEntry, viewport: Viewport | None, thumbnail: bool) -> tuple[int, int]:
     """(rows, columns) of one rendered frame of `entry`, before rendering it."""
-    rows, cols = (int(n) for n in entry.volume.shape[-2:])
+    rows, cols = entry.plane
     if thumbnail:
         viewport = thumbnail_viewport(service, entry, viewport)
     if viewport is None:
@@ -95,14 +93,21 @@ def render_slice(
     viewport: Any = None,
     thumbnail: bool = False,
 ) -> np.ndarray:
-    """Display values of slice `index` (flat, volume order) of `entry`: uint8 or uint16."""
+    """Display values of slice `index` (flat, volume order) of `entry`: uint8 or uint16 (a
+    colour volume's slice is its RGB samples as they are: the grayscale pipeline, and with it
+    the window parameter, does not apply to colour images)."""
+    if entry.volume.is_colour:
+        if thumbnail:
+            viewport = thumbnail_viewport(service, entry, viewport)
+        image = _slice_values(service, entry, index)
+        return image if viewport is None else apply_viewport(image, viewport)
     pipeline = slice_pipeline(entry.meta, index)
     if voi is not None:
         pipeline = pipeline.with_voi(voi)
     pipeline = pipeline.with_bits(bits)
     if thumbnail:
         viewport = thumbnail_viewport(service, entry, viewport)
-        stored = _thumbnail_values(entry, index, *viewport.output_shape(*entry.volume.shape[-2:]))
+        stored = _thumbnail_values(entry, index, *viewport.output_shape(*entry.plane))
     else:
         stored = _slice_values(service, entry, index)
     image = window(stored, pipeline)
@@ -329,7 +334,7 @@ def _series_json(snapshot: CatalogSnapshot, study: str, series: str) -> dict[str
 def _instance_json(snapshot: CatalogSnapshot, study: str, series: str, sop: str) -> dict[str, Any]:
     ref = snapshot.instances[sop]
     entry = snapshot.volumes[ref.key]
-    rows, cols = entry.volume.shape[-2:]
+    rows, cols = entry.plane
     return {
         "0020000D": _attr("UI", study),
         "0020000E": _attr("UI", series),

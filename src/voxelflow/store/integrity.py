@@ -52,6 +52,10 @@ def _affine(value: Any, field: str, where: str) -> np.ndarray:
     return affine
 
 
+#: The axes a stored volume may have, by number of dimensions (the first is the default).
+_AXES = {3: [["z", "y", "x"]], 4: [["t", "z", "y", "x"], ["z", "y", "x", "c"]]}
+
+
 def check_record(record: Mapping[str, Any], attributes: Mapping[str, Any], where: str) -> None:
     """Check the ``voxelflow`` attributes of a volume group against themselves and the OME ones.
 
@@ -72,7 +76,15 @@ def check_record(record: Mapping[str, Any], attributes: Mapping[str, Any], where
     shape = positive_ints(record.get("shape"), "attribute 'shape'", where)
     if len(shape) not in (3, 4):
         raise StoreError(f"{where}: attribute 'shape' {list(shape)} is not 3-D or 4-D")
-    numeric_dtype(record.get("dtype"), "attribute 'dtype'", where)
+    dtype = numeric_dtype(record.get("dtype"), "attribute 'dtype'", where)
+    # the axes decide how every reader sees the array (a time axis or RGB samples): never guessed
+    allowed = _AXES[len(shape)]
+    axes = record.get("axes", allowed[0])
+    if axes not in allowed:
+        raise StoreError(f"{where}: attribute 'axes' {axes!r:.80} does not name the axes of shape {list(shape)}")
+    colour = axes[-1] == "c"
+    if colour and (shape[-1] != 3 or np.dtype(dtype) != np.uint8):
+        raise StoreError(f"{where}: attribute 'axes' names RGB samples, but shape {list(shape)} dtype {dtype} is not (z, y, x, 3) uint8")
     chunks = positive_ints(record.get("chunks"), "attribute 'chunks'", where)
     if len(chunks) != len(shape):
         raise StoreError(f"{where}: attribute 'chunks' {list(chunks)} does not match shape {list(shape)}")

@@ -7,7 +7,8 @@ The group's ``zarr.json`` ``attributes``::
       "multiscales": [{
         "name": <key>,
         "axes": [{"name": "t", "type": "time"},            # 4-D volumes only
-                 {"name": "z", "type": "space", "unit": "millimeter"}, ... "y", "x"],
+                 {"name": "z", "type": "space", "unit": "millimeter"}, ... "y", "x",
+                 {"name": "c", "type": "channel"}],        # colour volumes only (see below)
         "datasets": [{"path": "0", "coordinateTransformations": [
                         {"type": "scale", "scale": [<mm per voxel along z, y, x>]},
                         {"type": "translation", "translation": [<see below>]}]}, ...],
@@ -16,7 +17,8 @@ The group's ``zarr.json`` ``attributes``::
     "voxelflow": {
       "type": "volume", "format": 1, "version": <voxelflow version>, "key": <key>,
       "complete": true,                   # written last; a group without it is not a volume yet
-      "shape": [...], "dtype": "int16", "axes": ["z", "y", "x"] (or ["t", "z", "y", "x"]),
+      "shape": [...], "dtype": "int16", "axes": ["z", "y", "x"] (or ["t", "z", "y", "x"],
+                                          # or ["z", "y", "x", "c"] for RGB),
       "affine": [[4 x 4]],                # level 0, (k, j, i, 1) -> LPS mm: authoritative
       "levels": [{"path": "0", "shape": [...], "factors": [1, 1, 1], "affine": [[4 x 4]]}, ...],
       "chunks": [...], "compressor": "blosc",
@@ -31,6 +33,13 @@ coordinates of a voxel are its patient coordinates expressed along the volume's 
 (``LPS = R · (z, y, x)``): distances and positions within the volume are right in mm, and for an
 axial volume with identity directions they are the LPS (z, y, x) coordinates themselves. For an
 oblique, flipped or sheared volume, only voxelflow's ``affine`` places it in the patient.
+
+Colour volumes (RGB, 8 bits a sample) are stored (z, y, x, c) with c = 3, level 0 only, in
+chunks that hold all three samples of a voxel: the layout of dcm2niix's RGB24 NIfTI and of
+pydicom's arrays, so a slice is one contiguous read. This departs from OME-Zarr 0.5, which
+puts a channel axis before the space axes; readers find the sample axis by its name "c" (type
+"channel") in both ``axes`` lists. The pyramid's box means are defined on grayscale values and
+are not built for colour.
 """
 
 from __future__ import annotations
@@ -63,8 +72,13 @@ FORMAT = 1
 OME_VERSION = "0.5"
 
 
-def axes_names(ndim: int) -> list[str]:
-    """Axis names of a volume: ``z, y, x``, with ``t`` first for 4-D volumes."""
+def axes_names(ndim: int, colour: bool = False) -> list[str]:
+    """Axis names of a volume: ``z, y, x``, with ``t`` first for 4-D volumes, or ``c`` (the
+    RGB samples) last for a colour volume."""
+    if colour:
+        if ndim == 4:
+            return ["z", "y", "x", "c"]
+        raise ParameterError(f"a stored colour volume has 4 (z, y, x, c) axes, got {ndim}")
     if ndim == 3:
         return ["z", "y", "x"]
     if ndim == 4:
@@ -80,19 +94,22 @@ def frame_translation(affine: np.ndarray) -> np.ndarray:
 
 
 def ome_multiscales(
-    name: str, affine: np.ndarray, ndim: int, levels: Sequence[PyramidLevel], version: str
+    name: str, affine: np.ndarray, ndim: int, levels: Sequence[PyramidLevel], version: str,
+    colour: bool = False,
 ) -> dict[str, Any]:
     """The ``ome`` attribute (OME-Zarr 0.5 image) of a volume group."""
     spacing = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
     origin = frame_translation(affine)
-    lead = ndim - 3
+    lead = ndim - 3 - int(colour)
+    trail = int(colour)
     axes: list[dict[str, str]] = [{"name": "t", "type": "time"}] if lead else []
     axes += [{"name": n, "type": "space", "unit": "millimeter"} for n in ("z", "y", "x")]
+    axes += [{"name": "c", "type": "channel"}] if colour else []
     datasets = []
     for level in levels:
         f = np.asarray(level.factors, dtype=np.float64)
-        scale = [1.0] * lead + [float(v) for v in spacing * f]
-        translation = [0.0] * lead + [float(v) for v in origin + spacing * (f - 1) / 2]
+        scale = [1.0] * lead + [float(v) for v in spacing * f] + [1.0] * trail
+        translation = [0.0] * lead + [float(v) for v in origin + spacing * (f - 1) / 2] + [0.0] * trail
         datasets.append(
             {
                 "path": level.path,
@@ -137,11 +154,12 @@ def volume_attributes(
     meta: Mapping[str, Any],
     version: str,
     complete: bool,
+    colour: bool = False,
 ) -> dict[str, Any]:
     """All attributes of a volume group (`meta` already passed through :func:`json_safe`)."""
     ndim = len(shape)
     return {
-        "ome": ome_multiscales(key, affine, ndim, levels, version),
+        "ome": ome_multiscales(key, affine, ndim, levels, version, colour),
         "voxelflow": {
             "type": "volume",
             "format": FORMAT,
@@ -150,7 +168,7 @@ def volume_attributes(
             "complete": complete,
             "shape": [int(n) for n in shape],
             "dtype": np.dtype(dtype).str.lstrip("<>=|"),
-            "axes": axes_names(ndim),
+            "axes": axes_names(ndim, colour),
             "affine": _matrix(affine),
             "levels": [
                 {

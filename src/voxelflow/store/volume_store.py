@@ -212,7 +212,12 @@ class VolumeStore(Mapping[str, Volume]):
                 f"write: volume must be a voxelflow Volume, got {type(volume).__name__}"
             )
         shape = volume.shape
-        axes_names(len(shape))  # 3-D or 4-D
+        colour = volume.is_colour
+        axes_names(len(shape), colour)  # 3-D or 4-D, or (z, y, x, c)
+        if colour and (shape[-1] != 3 or volume.dtype != np.uint8):
+            raise ParameterError(
+                f"write: colour volume {key!r} must be (z, y, x, 3) uint8 RGB, got {shape} {volume.dtype}"
+            )
         if min(shape) < 1:
             raise ParameterError(f"write: volume {key!r} has an empty axis, shape {shape}")
         dtype = volume.dtype
@@ -221,10 +226,13 @@ class VolumeStore(Mapping[str, Volume]):
                 f"write: volume {key!r} has dtype {dtype}; store numeric or bool voxels"
             )
         dtype = dtype.newbyteorder("=")
-        chunk_shape = _parse_chunks(chunks, shape)
+        chunk_shape = _parse_chunks(chunks, shape, colour)
         compressor_name, codecs = _parse_compressor(compressor)
         meta = json_safe(volume.meta)
-        levels = plan_pyramid(shape, volume.spacing, target=PYRAMID_TARGET)
+        if colour:  # box means are grayscale arithmetic: colour keeps level 0 only
+            levels = [PyramidLevel("0", tuple(shape), (1, 1, 1), (1, 1, 1))]
+        else:
+            levels = plan_pyramid(shape, volume.spacing, target=PYRAMID_TARGET)
         if not pyramid:
             levels = levels[:1]
         target = volume_path(self.path, key)
@@ -248,6 +256,7 @@ class VolumeStore(Mapping[str, Volume]):
                     meta=meta,
                     version=__version__,
                     complete=False,
+                    colour=colour,
                 )
                 self._write_group(
                     staging, key, volume, attributes, levels, dtype, chunk_shape, codecs, progress
@@ -276,7 +285,8 @@ class VolumeStore(Mapping[str, Volume]):
         progress: Progress | None,
     ) -> None:
         group = zarr.open_group(LocalStore(folder), mode="w", attributes=attributes)
-        axes = axes_names(len(volume.shape))
+        colour = volume.is_colour
+        axes = axes_names(len(volume.shape), colour)
         arrays = [
             group.create_array(
                 level.path,
@@ -292,7 +302,9 @@ class VolumeStore(Mapping[str, Volume]):
             for level in levels
         ]
         threads = get_num_threads()
-        if is_dask(volume.array):
+        if colour:
+            _copy_slabs(volume.array, arrays[0], progress)
+        elif is_dask(volume.array):
             # dask computes its blocks in parallel itself; the levels then read level 0 back
             with dask_progress(progress, int(np.prod(volume.shape[:-2]))):
                 copy_into(volume.array, arrays[0], threads=threads)
@@ -399,10 +411,17 @@ class VolumeStore(Mapping[str, Volume]):
                 folder, key, entry["path"], identity=identity, layouts=layouts
             )
             if identity is not None and folder_identity(folder) == identity:
+                meta = record.get("meta", {})
+                # whether the array holds RGB samples is the group's axes' word (checked against
+                # its shape), never that of meta, which callers write freely
+                axes = record.get("axes", axes_names(len(record["shape"])))
+                said = meta.get("axes")
+                if axes[-1] == "c" or (isinstance(said, list) and said[-1:] == ["c"]):
+                    meta = {**meta, "axes": axes}
                 return Volume(
                     array,
                     np.asarray(entry["affine"], dtype=np.float64),
-                    record.get("meta", {}),
+                    meta,
                     source=StoredSource(self, key, int(level), len(levels)),
                 )
         raise VolumeChangedError(
@@ -631,17 +650,28 @@ def _is_volume(attributes: dict[str, Any] | None) -> bool:
     return isinstance(record, dict) and record.get("type") == "volume"
 
 
-def _parse_chunks(chunks: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
-    lead = len(shape) - 3
+def _copy_slabs(source: Any, target: Any, progress: Progress | None) -> None:
+    """Level 0 of a colour volume, one row of chunks along z at a time (never held whole)."""
+    depth, total = target.chunks[0], target.shape[0]
+    for z0 in range(0, total, depth):
+        z1 = min(total, z0 + depth)
+        target[z0:z1] = np.asarray(source[z0:z1], dtype=np.uint8)
+        if progress is not None:
+            progress(z1, total)
+
+
+def _parse_chunks(chunks: Any, shape: tuple[int, ...], colour: bool = False) -> tuple[int, ...]:
+    # a colour volume's chunks hold whole voxels: all of their samples
+    lead, trail = (0, (shape[-1],)) if colour else (len(shape) - 3, ())
     if chunks is None:
-        full: tuple[Any, ...] = (1,) * lead + DEFAULT_CHUNKS
+        full: tuple[Any, ...] = (1,) * lead + DEFAULT_CHUNKS + trail
     else:
         try:
             full = tuple(chunks)
         except TypeError:
             raise ParameterError(f"write: chunks must be a tuple of ints, got {chunks!r}") from None
-        if len(full) == 3 and lead:
-            full = (1,) * lead + full
+        if len(full) == 3 and (lead or trail):
+            full = (1,) * lead + full + trail
         if len(full) != len(shape):
             raise ParameterError(f"write: chunks {chunks!r} do not match a volume of shape {shape}")
         for c in full:

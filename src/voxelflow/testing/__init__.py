@@ -20,21 +20,25 @@ from .datasets import (
     dataset_from_array,
     save_dataset,
 )
+from .colour import ColourSeries, colour_volume, write_colour_series
 from .mosaic import MosaicInfo, csa2_header, write_mosaic_series
 from .phantom import TISSUES, phantom_volume
 from .series import ORIENTATIONS, SeriesInfo, write_series
 
 __all__ = [
+    "ColourSeries",
     "MosaicInfo",
     "ORIENTATIONS",
     "SeriesInfo",
     "TISSUES",
     "TRANSFER_SYNTAXES",
     "available_transfer_syntaxes",
+    "colour_volume",
     "csa2_header",
     "dataset_from_array",
     "phantom_volume",
     "save_dataset",
+    "write_colour_series",
     "write_mosaic_series",
     "write_series",
 ]
