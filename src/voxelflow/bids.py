@@ -22,7 +22,7 @@ import pydicom
 from . import __version__
 from .errors import DecodeError
 
-__all__ = ["bvecs", "diffusion_table", "sidecar", "write_bval_bvec", "write_sidecar"]
+__all__ = ["bvecs", "diffusion_table", "sidecar", "slice_timing", "write_bval_bvec", "write_sidecar"]
 
 # (BIDS key, DICOM keyword, kind): kind "s" = milliseconds in DICOM, seconds in BIDS
 _FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -116,6 +116,44 @@ def sidecar(first_slice: str | os.PathLike[str]) -> dict[str, Any]:
     out["ConversionSoftware"] = "voxelflow"
     out["ConversionSoftwareVersion"] = __version__
     return out
+
+
+def slice_timing(first_slice: str | os.PathLike[str], tiles: Sequence[int | None]) -> list[float] | None:
+    """BIDS SliceTiming (seconds from the start of each volume, one per slice in the volume's
+    order) of a Siemens EPI series, as dcm2niix writes it, or None.
+
+    Siemens lists each slice's time in the repetition (ms) as MosaicRefAcqTimes in the CSA
+    Image Header (mosaics, one per tile, in tile order) or, in classic EPI files, in the MR
+    header's (0019,xx29), in the series' slice order. `tiles` gives, per slice of the volume,
+    its tile number in the mosaic (None for classic slices): a mosaic whose tiles run against
+    the volume's slice order gets its times reordered with them. Other vendors get none, as
+    from dcm2niix without their protocol blocks (GE's 0025,101B) or at all (Philips).
+    """
+    try:
+        ds = pydicom.dcmread(first_slice, stop_before_pixels=True, force=True)
+    except Exception:  # noqa: BLE001 - the side-car already read (or refused) this header
+        return None
+    if "SIEMENS" not in str(ds.get("Manufacturer", "")).upper():
+        return None
+    times = None
+    try:
+        from nibabel.nicom import csareader
+
+        csa = csareader.get_csa_header(ds, "image")
+        if csa is not None:
+            times = csa["tags"].get("MosaicRefAcqTimes", {}).get("items") or None
+    except Exception:  # noqa: BLE001 - an unreadable CSA header only means no timing from it
+        times = None
+    if times is None:
+        times = _private(ds, 0x0019, "SIEMENS MR HEADER", 0x29)
+    if times is None:
+        return None
+    values = _finite(times, len(tiles))
+    if values is None or len(list(times)) != len(tiles):
+        return None
+    mosaic = all(t is not None for t in tiles)
+    ordered = [values[t] for t in tiles] if mosaic else list(values)  # type: ignore[index]
+    return [round(v / 1000.0, 6) for v in ordered]
 
 
 def write_sidecar(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:

@@ -7,6 +7,7 @@ become a volume is reported with its reason; good series are ingested regardless
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -184,18 +185,34 @@ def convert(
 
 def write_sidecars(nifti: Path, plan: Any, volume: Any) -> None:
     """The BIDS JSON beside `nifti`, and for a diffusion series its .bval / .bvec."""
-    from .bids import diffusion_table, sidecar, write_bval_bvec, write_sidecar
+    from .bids import diffusion_table, sidecar, slice_timing, write_bval_bvec, write_sidecar
 
     stem = str(nifti)[: -len(".nii.gz")]
     slices = plan.geometry.slices
-    write_sidecar(stem + ".json", sidecar(slices[0].path))
-    if len(volume.shape) == 4:
+    data = sidecar(slices[0].path)
+    if not volume.is_colour:
+        nz = volume.shape[-3]
+        timing = slice_timing(slices[0].path, [_tile_number(s.tile, nz) for s in slices[:nz]])
+        if timing is not None:
+            data["SliceTiming"] = timing
+    write_sidecar(stem + ".json", data)
+    if len(volume.shape) == 4 and not volume.is_colour:
         nz = volume.shape[1]
         table = diffusion_table([(s.path, s.frame) for s in slices[::nz]])
         if table is not None:
             import nibabel as nib
 
             write_bval_bvec(stem, table, nib.load(nifti).affine)
+
+
+def _tile_number(tile: tuple[int, int, int, int] | None, images: int) -> int | None:
+    """Which tile of a MOSAIC of `images` slices (row-major, ceil(sqrt(images)) a side) a
+    slice's (first row, first column, rows, columns) is; None for a slice that is no tile."""
+    if tile is None:
+        return None
+    r0, c0, rows, cols = tile
+    grid = math.isqrt(images - 1) + 1
+    return (r0 // rows) * grid + c0 // cols
 
 
 def nifti_name(plan: Any) -> str:
