@@ -15,6 +15,7 @@ import pytest
 from voxelflow.cli import main
 from voxelflow.ingest import convert
 from voxelflow.testing import write_series
+from voxelflow.testing.vendors import DIRECTIONS, tag_diffusion
 
 #: Keys every side-car of an MR phantom carries, as dcm2niix names them.
 CORE = ("Modality", "MagneticFieldStrength", "ManufacturersModelName", "BodyPart", "PatientPosition",
@@ -59,41 +60,6 @@ def test_no_sidecar_option(tmp_path, capsys):
     assert len(list((tmp_path / "out").glob("*.nii.gz"))) == 1
 
 
-DIRECTIONS = [(0.0, None), (1000.0, (1.0, 0.0, 0.0)), (1000.0, (0.0, 0.6, 0.8)), (2000.0, (0.48, 0.6, 0.64))]
-
-
-#: Manufacturer written with each vendor's private diffusion tags.
-MAKERS = {"siemens": "SIEMENS", "ge": "GE MEDICAL SYSTEMS", "philips": "Philips Medical Systems"}
-
-
-def _tag_diffusion(ds, vendor, b, g):
-    """Diffusion b-value and gradient, as the standard attributes or as one vendor's private
-    tags only (each placed through its private creator, as scanners do)."""
-    if vendor == "standard":
-        ds.add_new(0x00189087, "FD", b)
-        if g is not None:
-            ds.add_new(0x00189089, "FD", list(g))
-        return
-    ds.Manufacturer = MAKERS[vendor]
-    if vendor == "siemens":
-        block = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
-        block.add_new(0x0C, "IS", int(b))
-        if g is not None:
-            block.add_new(0x0E, "FD", list(g))
-    elif vendor == "ge":
-        # GE adds 1e9 to the b-value of some sequences; dcm2niix (and so voxelflow) drops it
-        encoded = int(b) + 1_000_000_000 if b == 2000 else int(b)
-        ds.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0x39, "IS", [encoded, 0, 0, 0])
-        if g is not None:
-            block = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
-            for element, value in zip((0xBB, 0xBC, 0xBD), g):
-                block.add_new(element, "DS", value)
-    else:
-        ds.private_block(0x2001, "Philips Imaging DD 001", create=True).add_new(0x03, "FL", b)
-        if g is not None:
-            block = ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
-            for element, value in zip((0xB0, 0xB1, 0xB2), g):
-                block.add_new(element, "FL", value)
 
 
 def _dwi_series(root, orientation, vendor="standard"):
@@ -109,7 +75,7 @@ def _dwi_series(root, orientation, vendor="standard"):
             ds.InstanceNumber += 100 * t
             ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{t + 1}"
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            _tag_diffusion(ds, vendor, b, g)
+            tag_diffusion(ds, vendor, b, g)
             ds.save_as(path)
 
 

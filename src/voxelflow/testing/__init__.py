@@ -6,6 +6,10 @@
   the ground truth a reader must reconstruct.
 - :func:`write_mosaic_series`: a Siemens MOSAIC fMRI run (slices tiled in one image per time
   point, CSA header); returns :class:`MosaicInfo`.
+- :func:`write_colour_series`: a colour (RGB / YBR) series with a geometry, a Siemens colour
+  FA map by default; returns :class:`ColourSeries`.
+- :mod:`voxelflow.testing.vendors`: classic 4-D MR series (fMRI, diffusion, multi-echo) as
+  Siemens, GE, Philips and Canon encode them.
 - :func:`dataset_from_array`: any array as a DICOM SOP instance in any pixel layout and
   transfer syntax; :func:`save_dataset` writes it.
 

@@ -1,0 +1,82 @@
+"""Classic 4-D MR series as each vendor encodes them (voxelflow.testing.vendors), converted by
+voxelflow and by the dcm2niix wheel: the same NIfTI files, shapes (with the fourth axis),
+affines (1e-3 mm), voxels, b-values and b-vectors, and the volumes in acquisition order."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from voxelflow.ingest import convert
+from voxelflow.testing.vendors import KINDS, VENDORS, write_vendor_series
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _dcm2niix(src: Path, out: Path) -> list[Path]:
+    dcm2niix = shutil.which("dcm2niix")
+    assert dcm2niix, "dcm2niix (PyPI package dcm2niix) is a test dependency"
+    out.mkdir()
+    subprocess.run([dcm2niix, "-z", "n", "-b", "y", "-o", str(out), "-f", "ref_%e", str(src)],
+                   check=True, capture_output=True, timeout=120)
+    return sorted(out.glob("*.nii"))
+
+
+def _lines(path: str) -> list[list[float]]:
+    return [[float(x) for x in line.split()] for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _in_space(rows: list[list[float]], affine: np.ndarray) -> np.ndarray:
+    """.bvec columns as RAS directions through the file's affine (first axis negated when the
+    determinant is positive, FSL's convention)."""
+    matrix = np.asarray(affine)[:3, :3]
+    v = np.array(rows)
+    if np.linalg.det(matrix) > 0:
+        v[0] = -v[0]
+    return (matrix / np.linalg.norm(matrix, axis=0)) @ v
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_vendor_series_converts_like_dcm2niix(tmp_path, vendor, kind):
+    orientation = {"siemens": "axial", "ge": "sagittal", "philips": "oblique", "canon": "coronal"}[vendor]
+    info = write_vendor_series(tmp_path / "dicom", vendor, kind, orientation=orientation, seed=3)
+    refs = _dcm2niix(tmp_path / "dicom", tmp_path / "ref")
+    report = convert(tmp_path / "dicom", tmp_path / "ours")
+    assert not report.failures, report.table()
+    ours = report.volumes
+    if kind == "multiecho":  # one volume per echo, paired by Echo Time
+        def echo(path):
+            return json.loads(Path(str(path).replace(".nii.gz", ".json").replace(".nii", ".json")).read_text())["EchoTime"]
+        ours = sorted(ours, key=lambda v: echo(v.output))
+        refs = sorted(refs, key=echo)
+        assert [echo(v.output) for v in ours] == pytest.approx([t / 1000 for t in info.echo_times])
+    assert len(ours) == len(refs) == (2 if kind == "multiecho" else 1)
+    for v, ref_path in zip(ours, refs):
+        mine, ref = nib.as_closest_canonical(nib.load(v.output)), nib.as_closest_canonical(nib.load(ref_path))
+        assert mine.shape == ref.shape
+        np.testing.assert_allclose(mine.affine, ref.affine, atol=1e-3)
+        np.testing.assert_array_equal(np.asarray(mine.dataobj, np.float64), np.asarray(ref.dataobj, np.float64))
+    # and the volumes are the acquisition's, in its order (not merely dcm2niix's)
+    if kind == "multiecho":
+        for v, truth in zip(ours, info.volumes):
+            np.testing.assert_array_equal(np.asarray(nib.load(v.output).dataobj).transpose(2, 1, 0), truth)
+    else:
+        (v,) = ours
+        assert v.shape == (len(info.volumes), *info.volumes[0].shape)
+        data = np.asarray(nib.load(v.output).dataobj).transpose(3, 2, 1, 0)
+        for t, truth in enumerate(info.volumes):
+            np.testing.assert_array_equal(data[t], truth)
+    if kind == "dwi":
+        (v,) = ours
+        stem, ref_stem = v.output[: -len(".nii.gz")], str(refs[0])[: -len(".nii")]
+        assert _lines(stem + ".bval") == _lines(ref_stem + ".bval") == [list(info.b_values)]
+        # b-vectors are on each file's own voxel axes (FSL): the same directions in space
+        np.testing.assert_allclose(_in_space(_lines(stem + ".bvec"), nib.load(v.output).affine),
+                                   _in_space(_lines(ref_stem + ".bvec"), nib.load(refs[0]).affine), atol=1e-5)
