@@ -80,3 +80,37 @@ def test_vendor_series_converts_like_dcm2niix(tmp_path, vendor, kind):
         # b-vectors are on each file's own voxel axes (FSL): the same directions in space
         np.testing.assert_allclose(_in_space(_lines(stem + ".bvec"), nib.load(v.output).affine),
                                    _in_space(_lines(ref_stem + ".bvec"), nib.load(refs[0]).affine), atol=1e-5)
+
+
+#: A key that runs against the Instance Numbers of the time points, by the vendor that writes it.
+CONFLICTS = {"siemens": "AcquisitionNumber", "philips": "TemporalPositionIdentifier", "canon": "AcquisitionTime"}
+
+
+@pytest.mark.parametrize("vendor", sorted(CONFLICTS))
+def test_repeats_follow_instance_numbers_as_dcm2niix(tmp_path, vendor):
+    """Where a vendor's time key and the Instance Numbers disagree, dcm2niix (measured with
+    its wheel), and so voxelflow, order the volumes by Instance Number where those run through
+    one volume before the next (Siemens, Canon); Philips numbers the repeats of a slice first
+    (slice-major), which says nothing of time: its Temporal Position Identifier orders them."""
+    import pydicom
+
+    info = write_vendor_series(tmp_path / "dicom", vendor, "fmri", seed=4)
+    count = len(info.volumes)
+    for path in info.paths:
+        ds = pydicom.dcmread(path)
+        t = int(str(ds.SOPInstanceUID).split(".")[-2]) - 1  # write_vendor_series' <uid>.<t+1>.<k+1>
+        key = CONFLICTS[vendor]
+        if key == "AcquisitionTime":
+            ds.AcquisitionTime = f"1000{10 * (count - t):02d}"
+        else:
+            setattr(ds, key, count - t)
+        ds.save_as(path)
+    refs = _dcm2niix(tmp_path / "dicom", tmp_path / "ref")
+    (v,) = convert(tmp_path / "dicom", tmp_path / "ours").volumes
+    data = np.asarray(nib.load(v.output).dataobj).transpose(3, 2, 1, 0)
+    expected = info.volumes[::-1] if vendor == "philips" else info.volumes
+    for t, truth in enumerate(expected):
+        np.testing.assert_array_equal(data[t], truth)
+    (ref,) = refs
+    mine, theirs = nib.as_closest_canonical(nib.load(v.output)), nib.as_closest_canonical(nib.load(ref))
+    np.testing.assert_array_equal(np.asarray(mine.dataobj, np.float64), np.asarray(theirs.dataobj, np.float64))

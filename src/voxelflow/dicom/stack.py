@@ -10,6 +10,7 @@ Findings carry a stable ``code`` and magnitudes, so a cohort pipeline can filter
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +88,25 @@ def _normal_distance(s: SliceRef, normal: np.ndarray) -> float:
     return float(np.asarray(s.position) @ normal)
 
 
+def _repeat_order(slices: Sequence[SliceRef], groups: list[list[int]]) -> Any:
+    """The sort key of the repeats of one position, as dcm2niix orders classic files (measured
+    with its v1.0.20260724 wheel).
+
+    Instance Numbers that run through one volume before the next (time-major, as most
+    scanners number them) order the volumes, whatever the Temporal Position Identifier,
+    Acquisition Number or Time say. Instance Numbers that run through the repeats of a slice
+    first (slice-major: consecutive at every position, as Philips numbers them) say nothing
+    about time: the temporal key orders those, and the frames of one file."""
+    numbers = [[slices[i].instance_number for i in g] for g in groups]
+    slice_major = all(
+        None not in n and len(set(n)) == len(n) and max(n) - min(n) == len(n) - 1  # type: ignore[type-var,operator]
+        for n in numbers
+    )
+    if slice_major or any(None in n for n in numbers):
+        return lambda i: slices[i].temporal_key
+    return lambda i: (slices[i].instance_number, slices[i].temporal_key)
+
+
 def analyse_stack(slices: list[SliceRef]) -> StackGeometry:
     """Order `slices` along their normal and describe the stack's geometry.
 
@@ -118,7 +138,7 @@ def analyse_stack(slices: list[SliceRef]) -> StackGeometry:
         # temporal key (time point, trigger time, echo, b-value, acquisition ...): one 4-D
         # stack, t ranked by that key at each position
         repeats = counts.pop()
-        groups = [sorted(g, key=lambda i: slices[i].temporal_key) for g in groups]
+        groups = [sorted(g, key=_repeat_order(slices, groups)) for g in groups]
         distinct = all(len({slices[i].temporal_key for i in g}) == repeats for g in groups)
         if distinct:
             first = [slices[i].temporal_key for i in groups[0]]
