@@ -172,32 +172,48 @@ def test_mosaic_slice_timing_agrees_with_dcm2niix(tmp_path, order, orientation):
     assert [t for _, t in mine] == pytest.approx([t for _, t in theirs], abs=1e-6)
 
 
-@pytest.mark.parametrize("manufacturer", ["SIEMENS", "Philips Medical Systems"])
-def test_classic_epi_slice_timing_as_dcm2niix(tmp_path, manufacturer):
-    """A classic (one file per slice) Siemens EPI run lists every slice's time in each file's
-    MR header (0019,xx29): SliceTiming, as dcm2niix writes it; other vendors' files without a
-    timing dcm2niix reads get none from either."""
+def _tm(seconds):
+    return f"{int(seconds // 3600):02d}{int(seconds % 3600 // 60):02d}{seconds % 60:09.6f}"
+
+
+@pytest.mark.parametrize("manufacturer,source,times_points", [
+    ("SIEMENS", "mr header", 3), ("SIEMENS", "acquisition time", 3), ("SIEMENS", "acquisition time", 1),
+    ("SIEMENS", "none", 3), ("Philips Medical Systems", "acquisition time", 3), ("TOSHIBA", "acquisition time", 3),
+    ("SIEMENS", "ct", 1),
+])
+def test_classic_slice_timing_as_dcm2niix(tmp_path, manufacturer, source, times_points):
+    """Classic (one file per slice) series: a Siemens EPI run lists every slice's time in each
+    file's MR header (0019,xx29); failing that, dcm2niix takes the slices' Acquisition Times
+    (Siemens only). Other vendors' files get no SliceTiming from either, nor do slices acquired
+    at one time."""
     uid = "1.2.826.0.1.3680043.8.498.77"
     interleaved = [0, 2, 4, 1, 3, 5]
     times = [interleaved.index(k) * 2000.0 / 6 for k in range(6)]
-    for t in range(3):
-        info = write_series(tmp_path / "dicom" / str(t), shape=(6, 16, 16), modality="MR", series_uid=uid, seed=t + 1)
-        for path in info.paths:
+    for t in range(times_points):
+        info = write_series(tmp_path / "dicom" / str(t), shape=(6, 16, 16), modality="CT" if source == "ct" else "MR",
+                            series_uid=uid, seed=t + 1)
+        for k, path in enumerate(info.paths):
             ds = pydicom.dcmread(path)
             ds.InstanceNumber += 100 * t
             ds.TemporalPositionIdentifier = t + 1
             ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{t + 1}"
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             ds.Manufacturer = manufacturer
-            if manufacturer == "SIEMENS":
+            ds.RepetitionTime = 2000
+            start = 36000.0 + 2.0 * t
+            ds.AcquisitionTime = _tm(start + (times[k] / 1000 if source in ("acquisition time", "ct") else 0.0))
+            if source == "mr header":
                 ds.private_block(0x0019, "SIEMENS MR HEADER", create=True).add_new(0x29, "FD", times)
             ds.save_as(path)
     ref = _dcm2niix(tmp_path / "dicom", tmp_path / "ref")
     (v,) = convert(tmp_path / "dicom", tmp_path / "ours").volumes
-    assert v.shape == (3, 6, 16, 16)
+    assert v.shape == ((times_points,) if times_points > 1 else ()) + (6, 16, 16)
     ours = json.loads(Path(v.output.replace(".nii.gz", ".json")).read_text())
-    if manufacturer == "SIEMENS":
-        assert ours["SliceTiming"] == pytest.approx(ref["SliceTiming"], abs=1e-5)  # dcm2niix: 6 digits
-        assert ours["SliceTiming"] == pytest.approx([t / 1000 for t in times])
+    if manufacturer == "SIEMENS" and source in ("mr header", "acquisition time"):
+        # dcm2niix prints 6 digits, and rounds Acquisition Times through float32 seconds of
+        # the day (1/256 s steps at 10:00)
+        tolerance = 1e-5 if source == "mr header" else 4e-3
+        assert ours["SliceTiming"] == pytest.approx(ref["SliceTiming"], abs=tolerance)
+        assert ours["SliceTiming"] == pytest.approx([t / 1000 for t in times], abs=1e-6)
     else:
         assert "SliceTiming" not in ours and "SliceTiming" not in ref

@@ -118,23 +118,29 @@ def sidecar(first_slice: str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
-def slice_timing(first_slice: str | os.PathLike[str], tiles: Sequence[int | None]) -> list[float] | None:
+def slice_timing(
+    first_slice: str | os.PathLike[str],
+    tiles: Sequence[int | None],
+    acquisition_times: Sequence[str] = (),
+) -> list[float] | None:
     """BIDS SliceTiming (seconds from the start of each volume, one per slice in the volume's
-    order) of a Siemens EPI series, as dcm2niix writes it, or None.
+    order) of a Siemens series, as dcm2niix writes it, or None.
 
     Siemens lists each slice's time in the repetition (ms) as MosaicRefAcqTimes in the CSA
     Image Header (mosaics, one per tile, in tile order) or, in classic EPI files, in the MR
     header's (0019,xx29), in the series' slice order. `tiles` gives, per slice of the volume,
     its tile number in the mosaic (None for classic slices): a mosaic whose tiles run against
-    the volume's slice order gets its times reordered with them. Other vendors get none, as
-    from dcm2niix without their protocol blocks (GE's 0025,101B) or at all (Philips).
+    the volume's slice order gets its times reordered with them. Failing both, the classic
+    slices' own Acquisition Times (`acquisition_times`, DICOM TM, one per slice of the first
+    volume) less the earliest, where they differ. Other vendors get none, as from dcm2niix
+    without their protocol blocks (GE's 0025,101B) or at all (Philips, Canon).
     """
     try:
         ds = pydicom.dcmread(first_slice, stop_before_pixels=True, force=True)
     except Exception:  # noqa: BLE001 - the side-car already read (or refused) this header
         return None
-    if "SIEMENS" not in str(ds.get("Manufacturer", "")).upper():
-        return None
+    if "SIEMENS" not in str(ds.get("Manufacturer", "")).upper() or str(ds.get("Modality", "MR")) != "MR":
+        return None  # dcm2niix times MR slices only (a Siemens CT's Acquisition Times are not)
     times = None
     try:
         from nibabel.nicom import csareader
@@ -147,13 +153,34 @@ def slice_timing(first_slice: str | os.PathLike[str], tiles: Sequence[int | None
     if times is None:
         times = _private(ds, 0x0019, "SIEMENS MR HEADER", 0x29)
     if times is None:
-        return None
+        return _from_acquisition_times(acquisition_times, len(tiles))
     values = _finite(times, len(tiles))
     if values is None or len(list(times)) != len(tiles):
         return None
     mosaic = all(t is not None for t in tiles)
     ordered = [values[t] for t in tiles] if mosaic else list(values)  # type: ignore[index]
     return [round(v / 1000.0, 6) for v in ordered]
+
+
+def _seconds(tm: str) -> float | None:
+    """DICOM TM (HHMMSS.FFFFFF) as seconds after midnight, None where it is not one."""
+    text = str(tm or "").strip()
+    try:
+        return int(text[0:2]) * 3600 + int(text[2:4]) * 60 + float(text[4:]) if len(text) >= 6 else None
+    except ValueError:
+        return None
+
+
+def _from_acquisition_times(times: Sequence[str], slices: int) -> list[float] | None:
+    # dcm2niix rounds these through float32 seconds of the day (steps of 1/256 s at 10:00):
+    # its values differ from these exact ones by up to 4 ms
+    seconds = [_seconds(t) for t in times]
+    if len(seconds) != slices or slices < 2 or any(s is None or not math.isfinite(s) for s in seconds):
+        return None
+    first = min(seconds)  # type: ignore[type-var]
+    if max(seconds) == first:  # type: ignore[type-var]
+        return None
+    return [round(s - first, 6) for s in seconds]  # type: ignore[operator]
 
 
 def write_sidecar(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:

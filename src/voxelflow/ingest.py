@@ -186,13 +186,16 @@ def convert(
 def write_sidecars(nifti: Path, plan: Any, volume: Any) -> None:
     """The BIDS JSON beside `nifti`, and for a diffusion series its .bval / .bvec."""
     from .bids import diffusion_table, sidecar, slice_timing, write_bval_bvec, write_sidecar
+    from .dicom.stack import TEMPORAL_KEY_NAMES
 
     stem = str(nifti)[: -len(".nii.gz")]
     slices = plan.geometry.slices
     data = sidecar(slices[0].path)
     if not volume.is_colour:
         nz = volume.shape[-3]
-        timing = slice_timing(slices[0].path, [_tile_number(s.tile, nz) for s in slices[:nz]])
+        at = TEMPORAL_KEY_NAMES.index("acquisition_time")
+        times = [str(s.temporal_key[at]) if len(s.temporal_key) > at else "" for s in slices[:nz]]
+        timing = slice_timing(slices[0].path, [_tile_number(s.tile, nz) for s in slices[:nz]], times)
         if timing is not None:
             data["SliceTiming"] = timing
     write_sidecar(stem + ".json", data)
