@@ -62,7 +62,6 @@ NOT_YET = {
                          "samples; dcm2niix writes the first sample of each pixel as one int32 plane",
     "liver*_1frame.dcm": "a multi-frame file without Number of Frames",
     "badVR.dcm": "Number of Frames '1A' is refused, not guessed",
-    "OT-PAL-8-face.dcm": "a data set without the Part 10 preamble and DICM prefix is skipped as not DICOM",
     "*too_short.dcm": "a truncated codestream is refused",
     # nibabel's 0.dcm / 1.dcm: Siemens DWI mosaics of 256 x 256 pixels whose CSA header says 48
     # images of 128 x 128 (Acquisition Matrix): 7 x 7 tiles do not divide 256 rows. dcm2niix

@@ -17,6 +17,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_files
 from pydicom.pixels import pixel_array
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 import voxelflow
 from voxelflow.errors import DecodeError
@@ -44,6 +45,17 @@ def _pydicom_array(path: str) -> np.ndarray | None:
             pass
         try:
             return pydicom.dcmread(path).pixel_array
+        except Exception:
+            pass
+        try:
+            # a data set without the Part 10 preamble and file meta: pydicom reads it with
+            # force=True, and decodes it in the encoding it read it in
+            ds = pydicom.dcmread(path, force=True)
+            implicit, little = ds.original_encoding
+            if "PixelData" not in ds or "TransferSyntaxUID" in ds.file_meta or not little:
+                return None
+            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+            return ds.pixel_array
         except Exception:
             return None
 

@@ -598,7 +598,7 @@ def _read_with_pydicom(f: BinaryIO, path: str, size: int, mtime_ns: int) -> _Res
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from .source import _BoundedFile, _declares_deflated
+    from .source import _BoundedFile, _declares_deflated, raw_dataset
 
     if _declares_deflated(f):
         # the walker inflates deflated data sets in bounded steps; pydicom would inflate all of
@@ -610,8 +610,9 @@ def _read_with_pydicom(f: BinaryIO, path: str, size: int, mtime_ns: int) -> _Res
         warnings.simplefilter("ignore")
         try:
             # bounded: a damaged length is read as asked, allocated in full (see _BoundedFile)
+            # a data set without the preamble and file meta (ACR-NEMA style) is read as one
             ds = pydicom.dcmread(_BoundedFile(f, size), stop_before_pixels=True,
-                                 defer_size=_DEFER_SIZE)
+                                 defer_size=_DEFER_SIZE, force=raw_dataset(f))
         except InvalidDicomError as exc:
             f.seek(128)
             reason = ("no 'DICM' prefix at offset 128" if f.read(4) != b"DICM"

@@ -139,6 +139,25 @@ def _declared_pixel_bytes(walk: HeaderWalk) -> int | None:
     return (rows * columns * samples * bits * frames + 7) // 8
 
 
+def raw_dataset(f: BinaryIO) -> bool:
+    """Whether `f` holds a DICOM data set without the Part 10 preamble and file meta: no 'DICM'
+    at 128, and its first element an Identifying group (0008) one, in implicit or explicit
+    little endian with a plausible length or VR. (`f` is left at its start.)"""
+    f.seek(0)
+    head = f.read(132)
+    f.seek(0)
+    if len(head) < 12 or head[128:132] == b"DICM":
+        return False
+    group, element = struct.unpack("<HH", head[:4])
+    if group != 0x0008 or element > 0x1200:
+        return False
+    vr = head[4:6]
+    if vr.isalpha() and vr.isupper():
+        return True  # explicit VR
+    (length,) = struct.unpack("<I", head[4:8])
+    return length <= 1024  # implicit VR: an Identifying group element is short
+
+
 def _declares_deflated(f: BinaryIO) -> bool:
     """Whether the file meta names the deflated transfer syntax (read by pydicom, guarded)."""
     from pydicom.filereader import _read_file_meta_info, read_preamble
@@ -267,9 +286,12 @@ def open_source(src: Any) -> PixelSource:
         else:
             f.seek(0)
             try:
-                ds = pydicom.dcmread(_BoundedFile(f, size), stop_before_pixels=True)
-            except InvalidDicomError as exc:
-                raise DecodeError(f"not a DICOM file ({exc})", source=name) from exc
+                # a data set without the Part 10 preamble (ACR-NEMA style, as old archives keep
+                # them) is read as one, as dcm2niix and pydicom's force=True read it
+                ds = pydicom.dcmread(_BoundedFile(f, size), stop_before_pixels=True, force=raw_dataset(f))
+            except InvalidDicomError:
+                raise DecodeError("not a DICOM file: no 'DICM' prefix at offset 128, nor a data set "
+                                  "starting at byte 0", source=name) from None
             except RecursionError:
                 raise DecodeError("cannot parse the DICOM header: sequences nested too deeply", source=name) from None
             except Exception as exc:  # noqa: BLE001 - pydicom raises anything on a damaged file
