@@ -12,9 +12,12 @@ Orthanc with its DICOMweb plugin (:mod:`voxelflow.testing.orthanc`). Rows, in on
 - voxelflow, first request: a ``python -m voxelflow serve --store EMPTY --upstream {dicomweb}``
   process (one worker, 127.0.0.1, started and waited on at ``/healthz`` outside the timing) on
   an empty store, timed on one ``GET .../instances/{middle sop}/rendered?window=40,400,linear``
-  (``Accept: image/jpeg``): QIDO-RS lookup + WADO-RS retrieval + ingest + render. Each round has
-  a fresh empty store and a fresh server (pedantic's untimed ``setup``). Median over the rounds,
-  and its ratio to Orthanc's retrieval median (target <= 2x);
+  (``Accept: image/jpeg``): QIDO-RS lookup + WADO-RS retrieval of the series until that
+  instance has arrived + its render (the server answers from the instance's own file; the rest
+  of the series is retrieved and ingested after the answer). Each round has a fresh empty
+  store and a fresh server (pedantic's untimed ``setup``). Median over the rounds, and its ratio
+  to Orthanc's retrieval median (target <= 2x). Also timed, from the same start: until the
+  series is stored (``GET /volumes/{series}`` waits for the retrieval and the ingest);
 - voxelflow, second request: on the last round's server, now holding the series, the same URL
   once more and then passes over 16 instances spread through the series on one keep-alive
   connection: p50 / p95 latency, to set beside ``bench_service.py``'s rendered-JPEG figures
@@ -57,7 +60,7 @@ from voxelflow.testing.orthanc import OrthancServer, orthanc_available, run_orth
 
 SHAPES = {"smoke": (40, 128, 128), "quick": (100, 512, 512), "full": (300, 512, 512)}
 SPACING = (1.0, 0.7, 0.7)
-ROUNDS = {"smoke": 2, "quick": 3, "full": 3}
+ROUNDS = {"smoke": 2, "quick": 3, "full": 7}
 SECOND_PASSES = {"smoke": 2, "quick": 5, "full": 5}
 SECOND_INSTANCES = 16
 WINDOW = "40,400,linear"
@@ -224,10 +227,20 @@ def _get(conn: http.client.HTTPConnection, path: str) -> float:
     return seconds
 
 
-def _first_request(serve: Serve, path: str) -> float:
+def _first_request(serve: Serve, path: str, series_uid: str) -> tuple[float, float]:
+    """(seconds to the first answer, seconds until the series is stored), both from the
+    first request's start: the second is when ``GET /volumes/{series}`` answers, which waits
+    for the retrieval and the ingest still going on after the answer."""
     conn = http.client.HTTPConnection("127.0.0.1", serve.port, timeout=REQUEST_TIMEOUT_S)
     try:
-        return _get(conn, path)
+        t0 = time.perf_counter()
+        first = _get(conn, path)
+        conn.request("GET", f"/volumes/{series_uid}")
+        response = conn.getresponse()
+        body = response.read()
+        stored = time.perf_counter() - t0
+        assert response.status == 200, f"GET /volumes/{series_uid} answered {response.status}: {body[:300]!r}"
+        return first, stored
     finally:
         conn.close()
 
@@ -259,6 +272,7 @@ def bench_voxelflow_first_request(benchmark: Any, capsys: pytest.CaptureFixture[
     peer = _measured.get("orthanc") or _orthanc_median(orthanc, series, rounds)
     path = _rendered_path(series, _middle(series))
     times: list[float] = []
+    stored_times: list[float] = []
 
     def setup() -> tuple[tuple[Serve], dict[str, Any]]:
         if servers.last is not None:
@@ -266,20 +280,26 @@ def bench_voxelflow_first_request(benchmark: Any, capsys: pytest.CaptureFixture[
         return (servers.start(),), {}
 
     def once(serve: Serve) -> None:
-        times.append(_first_request(serve, path))
+        first, stored = _first_request(serve, path, series.series_uid)
+        times.append(first)
+        stored_times.append(stored)
 
     benchmark.pedantic(once, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
     median = float(np.median(times))
     ratio = median / peer["orthanc_median_s"]
+    stored_median = float(np.median(stored_times))
     stored = VolumeStore(servers.last.store, read_only=True).keys() if servers.last else []
     benchmark.extra_info.update(row="voxelflow_first_request", instances=len(series.sop_uids), first_times_s=times,
                                 first_median_s=median, orthanc_median_s=peer["orthanc_median_s"], ratio=ratio,
-                                target_ratio=TARGET_RATIO)
+                                target_ratio=TARGET_RATIO, stored_times_s=stored_times, stored_median_s=stored_median,
+                                stored_ratio=stored_median / peer["orthanc_median_s"])
     met = "met" if ratio <= TARGET_RATIO else "MISSED"
-    _show(capsys, f"voxelflow first request (retrieve + ingest + render JPEG, empty store): median {median * 1e3:.0f} ms "
-                  f"over {len(times)} rounds ({', '.join(f'{t * 1e3:.0f}' for t in times)} ms)")
+    _show(capsys, f"voxelflow first request (the instance retrieved and rendered to JPEG, empty store): median "
+                  f"{median * 1e3:.0f} ms over {len(times)} rounds ({', '.join(f'{t * 1e3:.0f}' for t in times)} ms)")
     _show(capsys, f"first request / Orthanc retrieval = {ratio:.2f}x (target <= {TARGET_RATIO:g}x: {met})")
-    assert len(stored) == 1, f"the store holds {stored} after the first request"
+    _show(capsys, f"series stored (whole retrieval + ingest, from the first request's start): median "
+                  f"{stored_median * 1e3:.0f} ms = {stored_median / peer['orthanc_median_s']:.2f}x Orthanc's retrieval")
+    assert len(stored) == 1, f"the store holds {stored} once the series is retrieved"
 
 
 def bench_voxelflow_second_request(benchmark: Any, capsys: pytest.CaptureFixture[str], bench_scale: str,

@@ -122,6 +122,31 @@ def test_renders_a_series_it_did_not_hold_like_the_local_files(archive, tmp_path
     assert not any((tmp_path / "store" / ".voxelflow" / "pulls").glob("*/*.dcm"))
 
 
+@pytest.mark.parametrize("query, accept", [("window=40,400", "image/png"), ("viewport=24,24", "image/png"),
+                                           ("", "image/png;bits=16"), ("window=-600,1500,sigmoid", "image/png")])
+def test_a_first_instance_request_answered_from_its_instance_equals_the_store(archive, tmp_path, query, accept):
+    """The first request for an instance of a series the store lacks is answered from that
+    instance's own file as soon as the retrieval has it (not after the whole series and its
+    ingest): the same pixels as once the series is stored."""
+    info = archive.series["ct"]
+    local = Client(create_app(archive.local("ct").path))
+    client = _client(tmp_path / "store", archive)
+    try:
+        for index in (0, 9):
+            url = f"/dicom-web/studies/{info.study_uid}/series/{info.series_uid}/instances/{info.sop_uids[index]}"
+            for path in (f"{url}/rendered?{query}", f"{url}/frames/1/rendered?{query}"):
+                first = client.get(path, headers={"Accept": accept})
+                assert first.status_code == 200, first.text
+                expected = local.get(path, headers={"Accept": accept})
+                assert first.headers["content-type"] == expected.headers["content-type"]
+                np.testing.assert_array_equal(image(first.content), image(expected.content))
+        assert client.get(f"/volumes/{info.series_uid}").status_code == 200  # stored in the end
+    finally:
+        client.close()
+        local.close()
+    _same_volume(tmp_path / "store", archive.local("ct"))
+
+
 def test_eight_concurrent_first_requests_make_one_retrieval(archive, tmp_path):
     info = archive.series["mr"]
     before = archive.retrievals("mr")
@@ -134,9 +159,13 @@ def test_eight_concurrent_first_requests_make_one_retrieval(archive, tmp_path):
 
     try:
         answers = client._call(together())
+        # each was answered from its own instance as soon as it arrived; the series is stored
+        # once the one retrieval and its ingest are done, which a volume request waits for
+        stored = client.get(f"/volumes/{info.series_uid}")
     finally:
         client.close()
     assert [a.status_code for a in answers] == [200] * 8
+    assert stored.status_code == 200, stored.text
     whole, single = archive.retrievals("mr")
     assert (whole - before[0], single - before[1]) == (1, 0)
     _same_volume(tmp_path / "store", archive.local("mr"))
@@ -180,7 +209,9 @@ def test_orthanc_stopped_mid_retrieval_is_502_then_resumes_after_restart(archive
     log = tmp_path / "requests.log"
     store = tmp_path / "store"
     staged = store / ".voxelflow" / "pulls" / info.series_uid
-    url = f"/dicom-web/studies/{info.study_uid}/series/{info.series_uid}/instances/{info.sop_uids[30]}/rendered"
+    # an MPR needs the whole series (an instance's rendering is answered as soon as that
+    # instance arrives, which may be before the upstream stops)
+    url = f"/volumes/{info.series_uid}/mpr?orientation=axial"
     with run_orthanc(workdir, lua=_lua(log)) as first:
         first.upload(info.paths)
         port = first.http_port

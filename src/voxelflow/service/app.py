@@ -15,8 +15,10 @@ import hmac
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -38,6 +40,15 @@ from .settings import ServiceSettings
 __all__ = ["Service", "create_app", "problem"]
 
 log = logging.getLogger("voxelflow.service")
+
+
+def _resolve(arrival: asyncio.Future[bytes], data: bytes | None) -> None:
+    if not arrival.done():
+        if data is None:
+            arrival.cancel()
+        else:
+            arrival.set_result(data)
+
 
 _TITLES = {
     400: "Bad Request",
@@ -114,6 +125,11 @@ class Service:
 
             self.disk_cache = DiskCache(self.writable_store, settings.cache_size)
         self._fetches: dict[tuple[str | None, str | None], asyncio.Future[None]] = {}
+        # instances of a retrieval in progress: the staged file of each (for a request that
+        # comes late) and the requests waiting for one; the retrieval's writer thread fills them
+        self._arrivals = threading.Lock()
+        self._staged: dict[str, Path] = {}
+        self._waiting: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[bytes]]]] = {}
         self._receiver: Any = None
         if (store.path / BOOKKEEPING / "received").is_dir():
             # series received before a restart and not yet ingested are ingested now
@@ -136,10 +152,14 @@ class Service:
                                              on_ingested=lambda series, result: self.catalog.refresh())
         return self._receiver
 
-    async def fetch(self, missing: NotStored) -> None:
+    async def fetch(self, missing: NotStored, *, sop: str | None = None) -> bytes | None:
         """Retrieve what `missing` names from the upstream and ingest it; concurrent requests
         for the same study / series wait for one retrieval (other worker processes wait on the
         series' lock, then find it stored).
+
+        With `sop`, return that instance's DICOM bytes as soon as the retrieval has staged it
+        (the retrieval and the ingest go on; later requests wait for them), or None when the
+        series was stored first (other worker processes' retrievals are not watched).
 
         Raises
         ------
@@ -151,8 +171,64 @@ class Service:
         if pending is None:
             pending = asyncio.ensure_future(asyncio.to_thread(self._fetch, missing.study, missing.series))
             self._fetches[name] = pending
-            pending.add_done_callback(lambda _: self._fetches.pop(name, None))
-        await asyncio.shield(pending)
+            pending.add_done_callback(functools.partial(self._fetched, name))
+        if sop is None:
+            await asyncio.shield(pending)
+            return None
+        arrival = self._arrival(sop)
+        done, _ = await asyncio.wait({pending, arrival}, return_when=asyncio.FIRST_COMPLETED)
+        if arrival in done and not arrival.cancelled():
+            return arrival.result()
+        self._forget(sop, arrival)
+        await asyncio.shield(pending)  # raises what the retrieval met
+        return None
+
+    def _arrival(self, sop: str) -> asyncio.Future[bytes]:
+        """A future of `sop`'s bytes: done now if a retrieval staged it already."""
+        loop = asyncio.get_running_loop()
+        arrival: asyncio.Future[bytes] = loop.create_future()
+        with self._arrivals:
+            path = self._staged.get(sop)
+            if path is None:
+                self._waiting.setdefault(sop, []).append((loop, arrival))
+                return arrival
+        try:
+            arrival.set_result(path.read_bytes())
+        except OSError:  # ingested and removed meanwhile: the series is in the store now
+            arrival.cancel()
+        return arrival
+
+    def _forget(self, sop: str, arrival: asyncio.Future[bytes]) -> None:
+        with self._arrivals:
+            waiting = [w for w in self._waiting.get(sop, []) if w[1] is not arrival]
+            if waiting:
+                self._waiting[sop] = waiting
+            else:
+                self._waiting.pop(sop, None)
+        arrival.cancel()
+
+    def _on_staged(self, staged: Any) -> None:
+        """(the retrieval's writer thread) One instance staged: hand it to whoever waits."""
+        with self._arrivals:
+            self._staged[staged.sop] = staged.path
+            waiting = self._waiting.pop(staged.sop, [])
+        if waiting:
+            try:
+                data: bytes | None = staged.path.read_bytes()
+            except OSError:  # never fail the retrieval for it: the waiters wait for the store
+                data = None
+            for loop, arrival in waiting:
+                loop.call_soon_threadsafe(_resolve, arrival, data)
+
+    def _fetched(self, name: tuple[str | None, str | None], pending: asyncio.Future[None]) -> None:
+        self._fetches.pop(name, None)
+        series = name[1]
+        with self._arrivals:
+            if not self._fetches:  # no retrieval left whose staged files these could be
+                self._staged.clear()
+        if not pending.cancelled() and pending.exception() is not None:
+            # requests answered from an instance do not wait for the rest: say it here too
+            log.warning("upstream: retrieval of %s failed: %s", series or name[0], pending.exception())
 
     def _fetch(self, study: str | None, series: str | None) -> None:
         from .upstream import fetch_series
@@ -164,7 +240,8 @@ class Service:
             raise VolumeNotFoundError(f"{what} is neither in the store nor upstream")
         store = self.writable_store
         for st, se, count in found:
-            if fetch_series(self.upstream, store, st, se, expected=count).retrieved and self.disk_cache is not None:
+            fetched = fetch_series(self.upstream, store, st, se, expected=count, on_staged=self._on_staged)
+            if fetched.retrieved and self.disk_cache is not None:
                 self.disk_cache.retrieved(se)
         if self.disk_cache is not None:
             self.disk_cache.evict(keep=frozenset(se for _, se, _ in found))
@@ -288,13 +365,25 @@ def handler(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request],
             if service.upstream is None:
                 return error_response(missing)
             try:
-                await service.fetch(missing)
+                # a route that can answer from one instance's own file does so as soon as the
+                # retrieval has it, without waiting for the rest of the series and its ingest
+                early = wrapped.from_instance  # type: ignore[attr-defined]
+                sop = request.path_params.get("sop") if early is not None else None
+                data = await service.fetch(missing, sop=sop)
+                if data is not None:
+                    response = await early(request, data)
+                    if response is not None:
+                        return response
+                    await service.fetch(missing)
                 return await fn(request)
             except Exception as exc:
                 return error_response(exc)
         except Exception as exc:
             return error_response(exc)
 
+    # set by a route that can render from one instance's bytes: (request, bytes) -> Response
+    # or None (None: this instance needs the stored series)
+    wrapped.from_instance = None  # type: ignore[attr-defined]
     wrapped.__name__ = fn.__name__
     wrapped.__doc__ = fn.__doc__
     return wrapped
@@ -367,6 +456,11 @@ def create_app(store: str | os.PathLike[str] | VolumeStore, settings: ServiceSet
 async def _lifespan(app: Any) -> AsyncIterator[None]:
     yield
     service = app.state.service
+    if service._fetches:
+        # retrievals that requests no longer wait for (answered from their instance): finish
+        # them, so that what was retrieved is ingested rather than left staged
+        log.info("waiting for %d upstream retrieval(s) to finish", len(service._fetches))
+        await asyncio.gather(*service._fetches.values(), return_exceptions=True)
     service.scheduler.close()
     if service._receiver is not None:
         service._receiver.close()

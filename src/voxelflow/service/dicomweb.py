@@ -166,9 +166,7 @@ async def _rendered(
     total = 0
     for entry, _ in targets:
         rows, cols = output_shape(service, entry, viewport, thumbnail)
-        if rows * cols > settings.max_output_pixels:
-            raise RequestError(f"an output image of {cols} x {rows} pixels is past the limit of "
-                               f"{settings.max_output_pixels} pixels", parameter="viewport")
+        _check_output(settings, rows, cols)
         total += rows * cols
     if total > settings.max_response_pixels:
         raise RequestError(f"{len(targets)} frames of {total} pixels in all are past the limit of "
@@ -187,6 +185,53 @@ async def _rendered(
         response = Response(parts[0], media_type=media.short, headers=_png16(media))
     else:
         response = _multipart(parts, media, locations)
+    response.headers["Server-Timing"] = timing
+    return response
+
+
+def _check_output(settings: Any, rows: int, cols: int) -> None:
+    if rows * cols > settings.max_output_pixels:
+        raise RequestError(f"an output image of {cols} x {rows} pixels is past the limit of "
+                           f"{settings.max_output_pixels} pixels", parameter="viewport")
+
+
+async def _rendered_from_instance(request: Request, data: bytes) -> Response | None:
+    """The rendered instance (or its frame 1) from the instance's own DICOM bytes, as a
+    retrieval from the upstream has just staged them: through the file's display pipeline,
+    which is the one the stored series' slice gets (:func:`~voxelflow.display.slice_pipeline`),
+    so the answer is the one the store would give. None for what needs the stored series:
+    multi-frame and colour instances, other frames."""
+    import io
+
+    import pydicom
+
+    from ..display import render_frame
+
+    service: Service = request.app.state.service
+    query = request.query_params
+    only_known(query, RENDER_PARAMS)
+    if request.path_params.get("frames", "1").strip() != "1":
+        return None
+    media = choose_media(request.headers.get("accept"), SINGLE, query=query.get("accept"))
+    voi = parse_window(query["window"]) if "window" in query else None
+    viewport = parse_viewport(query["viewport"], service.settings.max_side) if "viewport" in query else None
+    quality = parse_quality(query.get("quality"), service.settings.jpeg_quality)
+
+    def work() -> list[bytes] | None:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        if int(ds.get("NumberOfFrames", 1) or 1) != 1 or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+            return None
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        if viewport is not None:
+            rows, cols = viewport.output_shape(rows, cols)
+        _check_output(service.settings, rows, cols)
+        image = render_frame(ds, window=voi, bits=media.bits)
+        return _encode([image if viewport is None else apply_viewport(image, viewport)], media, quality)
+
+    parts, timing = await service.run(work)
+    if parts is None:
+        return None
+    response = Response(parts[0], media_type=media.short, headers=_png16(media))
     response.headers["Server-Timing"] = timing
     return response
 
@@ -228,6 +273,11 @@ async def frames_rendered(request: Request) -> Response:
     numbers = _frame_numbers(request.path_params["frames"], len(ref.slices), service.settings.max_frames)
     return await _rendered(request, [(entry, ref.slices[n - 1]) for n in numbers],
                            [f"{base}/frames/{n}/rendered" for n in numbers], many=len(numbers) > 1)
+
+
+# a series the store lacks: these answer from the requested instance as soon as it is retrieved
+instance_rendered.from_instance = _rendered_from_instance  # type: ignore[attr-defined]
+frames_rendered.from_instance = _rendered_from_instance  # type: ignore[attr-defined]
 
 
 def _series_targets(snapshot: CatalogSnapshot, study: str, series: str) -> list[tuple[VolumeEntry, int, str]]:

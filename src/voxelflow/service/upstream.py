@@ -265,6 +265,7 @@ def fetch_series(
     *,
     expected: int | None = None,
     reporter: Reporter | None = None,
+    on_staged: Any = None,
 ) -> FetchResult:
     """Retrieve `series` of `study` from `upstream` and ingest it into `store`, unless the
     store holds it already.
@@ -273,7 +274,8 @@ def fetch_series(
     series is ingested only once every instance the upstream lists is staged; then its staged
     files are removed. `expected` (the instance count :meth:`Upstream.find_series` gave)
     spares a first retrieval the instance-level query: the series is complete when that many
-    instances of it arrived.
+    instances of it arrived. `on_staged(instance)` is called (on the retrieval's writer
+    thread) with each :class:`~voxelflow.service.staging.StagedInstance` as it is staged.
 
     Raises
     ------
@@ -306,6 +308,8 @@ def fetch_series(
         def on_instance(staged: Any, size: int) -> None:
             nonlocal done
             done += 1
+            if on_staged is not None:
+                on_staged(staged)
             if progress is not None:
                 if hasattr(progress, "note"):
                     progress.note = f"{(result.bytes + size) / 1e6:.1f} MB"
