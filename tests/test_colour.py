@@ -206,3 +206,20 @@ def test_cohort_thumbnail_of_colour_is_its_middle_slice(stored, tmp_path):
     assert shown.shape[1] == middle.shape[1]  # 0.9 mm pixels: 10 slices of 3 mm become 33 rows
     resized = Image.fromarray(middle).resize((shown.shape[1], shown.shape[0]), Image.Resampling.BOX)
     np.testing.assert_array_equal(shown, np.asarray(resized))
+
+
+def test_a_4d_colour_series_is_refused_with_a_reason(tmp_path):
+    """Repeated positions in a colour series (a colour cine) would be a 4-D colour volume,
+    which neither the store's (z, y, x, c) layout nor RGB24 NIfTI holds: refused, never cut."""
+    uid = "1.2.826.0.1.3680043.8.498.4343"
+    for t in range(2):
+        info = write_colour_series(tmp_path / "dicom" / str(t), shape=(3, 16, 16), series_uid=uid, seed=t)
+        for path in info.paths:
+            ds = pydicom.dcmread(path)
+            ds.InstanceNumber += 10 * t
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{ds.SOPInstanceUID}.{t + 1}"
+            ds.save_as(path)
+    report = ingest(tmp_path / "dicom", tmp_path / "store")
+    assert not report.volumes
+    ((_, reason),) = report.failures
+    assert "4-D colour series (2 volumes" in reason

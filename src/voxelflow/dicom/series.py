@@ -988,7 +988,9 @@ def _build_colour(plan: VolumePlan, first: np.ndarray, backend: str | None) -> V
             f"samples (Bits Allocated {8 * first.dtype.itemsize}), which neither voxelflow nor NIfTI's RGB24 stores"
         )
     if geometry.fourth_axis:
-        raise SeriesError(f"{ref.path}: a 4-D colour series ({geometry.fourth_axis} x slices) is not supported")
+        axis = geometry.fourth_axis
+        raise SeriesError(f"{ref.path}: a 4-D colour series ({axis.get('size')} volumes by {axis.get('meaning')}) "
+                          "is not supported: colour volumes are 3-D (z, y, x, c)")
     n = len(geometry.slices)
     stored = np.empty((n, ref.rows, ref.columns, 3), np.uint8)
     decode_slices(geometry.slices, stored, backend=backend, first=first)
