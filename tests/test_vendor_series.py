@@ -114,3 +114,36 @@ def test_repeats_follow_instance_numbers_as_dcm2niix(tmp_path, vendor):
     (ref,) = refs
     mine, theirs = nib.as_closest_canonical(nib.load(v.output)), nib.as_closest_canonical(nib.load(ref))
     np.testing.assert_array_equal(np.asarray(mine.dataobj, np.float64), np.asarray(theirs.dataobj, np.float64))
+
+
+def test_ge_magnitude_and_phase_told_apart_by_the_private_type_are_two_volumes(tmp_path):
+    """GE writes one Image Type for the magnitude and phase images of a series and tells them
+    apart by its private image type (0043,xx2F: 0 magnitude, 1 phase) only: two volumes, as
+    dcm2niix writes them (its "_ph" file), never one 4-D volume mixing them."""
+    import pydicom
+
+    from voxelflow.testing import write_series
+
+    uid = "1.2.826.0.1.3680043.8.498.5151"
+    truth = {}
+    for t, kind in enumerate((0, 1)):
+        info = write_series(tmp_path / "dicom" / str(t), shape=(6, 16, 16), modality="MR", series_uid=uid, seed=t + 1)
+        truth[kind] = info.volume
+        for k, path in enumerate(info.paths):
+            ds = pydicom.dcmread(path)
+            ds.Manufacturer = "GE MEDICAL SYSTEMS"
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{uid}.{t + 1}.{k + 1}"
+            ds.InstanceNumber = t * 6 + k + 1
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
+            ds.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0x2F, "SS", kind)
+            ds.save_as(path)
+    refs = _dcm2niix(tmp_path / "dicom", tmp_path / "ref")
+    report = convert(tmp_path / "dicom", tmp_path / "ours", sidecar=False)
+    assert not report.failures, report.table()
+    assert [v.shape for v in report.volumes] == [(6, 16, 16)] * 2 and len(refs) == 2
+    theirs = [np.asarray(nib.as_closest_canonical(nib.load(r)).dataobj, np.float64) for r in refs]
+    for v in report.volumes:
+        data = np.asarray(nib.load(v.output).dataobj).transpose(2, 1, 0)
+        assert any(np.array_equal(data, truth[kind]) for kind in truth)
+        mine = np.asarray(nib.as_closest_canonical(nib.load(v.output)).dataobj, np.float64)
+        assert any(np.array_equal(mine, other) for other in theirs)

@@ -160,6 +160,9 @@ class InstanceRow:
     manufacturer: str | None = None
     philips_scale_slope: float | None = None
     philips_scale_intercept: float | None = None
+    # what the vendor's private tag says the image is ("M" magnitude, "P" phase, "R" real,
+    # "I" imaginary) where Image Type does not say it: GE's (0043,xx2F)
+    private_image_kind: str | None = None
     enhanced: bool = False
     mosaic: bool = False
     has_voi_lut: bool = False

@@ -118,6 +118,12 @@ PHILIPS_CREATOR = "Philips MR Imaging DD 001"
 _PHILIPS_GROUP = 0x2005
 _PHILIPS_CREATORS = tuple((_PHILIPS_GROUP << 16) | block for block in range(0x10, 0x100))
 _PHILIPS_SCALE = (("philips_scale_slope", 0x0E), ("philips_scale_intercept", 0x0D))
+# GE's private image type (0043,xx2F, SS) in the block of this creator: 0 magnitude, 1 phase,
+# 2 real, 3 imaginary (dcm2niix reads it, and writes phase as a NIfTI of its own)
+GE_CREATOR = "GEMS_PARM_01"
+_GE_GROUP = 0x0043
+_GE_CREATORS = tuple((_GE_GROUP << 16) | block for block in range(0x10, 0x100))
+_GE_KINDS = {0: "M", 1: "P", 2: "R", 3: "I"}
 _SHARED_FG_SQ = 0x52009229
 _PER_FRAME_FG_SQ = 0x52009230
 # Shared Functional Groups: (group sequence, attribute, field); PS3.3 C.7.6.16.2
@@ -141,6 +147,8 @@ _KEEP = frozenset(
     | set(_PHILIPS_CREATORS)
     | {(_PHILIPS_GROUP << 16) | (block << 8) | element for block in range(0x10, 0x100)
        for _, element in _PHILIPS_SCALE}
+    | set(_GE_CREATORS)
+    | {(_GE_GROUP << 16) | (block << 8) | 0x2F for block in range(0x10, 0x100)}
 )
 _FIELD_INDEX = {name: i for i, name in enumerate(ROW_FIELDS)}
 _SPECS = tuple(
@@ -432,6 +440,7 @@ def _row_values(
             invalid.append(name)
         else:
             values[_FIELD_INDEX[name]] = value
+    values[_FIELD_INDEX["private_image_kind"]] = ge_image_kind(elements)
 
     sop_class = values[_FIELD_INDEX["sop_class_uid"]]
     enhanced = sop_class in ENHANCED_SOP_CLASSES or elements.has(_PER_FRAME_FG_SQ)
@@ -516,6 +525,37 @@ def philips_scale(elements: Any) -> dict[str, Any]:
         (number,) = struct.unpack(("<" if elements.little else ">") + fmt, raw)
         out[name] = float(number) if math.isfinite(number) else _INVALID
     return out
+
+
+def ge_image_kind(elements: Any) -> str | None:
+    """GE's private image type (0043,xx2F) as "M", "P", "R" or "I", or None (absent, another
+    creator, or a value that is not one of the four). `elements` as for :func:`philips_scale`."""
+    if not isinstance(elements, _Elements):
+        elements = _DatasetElements(elements)
+    block = None
+    for tag in _GE_CREATORS:
+        entry = elements.get(tag)
+        if entry is not None and (entry[1] or b"").decode("latin-1").strip(" \x00") == GE_CREATOR:
+            block = tag & 0xFF
+            break
+    if block is None:
+        return None
+    entry = elements.get((_GE_GROUP << 16) | (block << 8) | 0x2F)
+    if entry is None:
+        return None
+    vr, raw = entry
+    if raw is None:
+        return None
+    if isinstance(raw, str) or vr in ("IS", "DS"):  # a converted or text value
+        try:
+            number = int(float(raw.decode("latin-1") if isinstance(raw, bytes) else raw))
+        except ValueError:
+            return None
+    elif len(raw) == 2:
+        (number,) = struct.unpack(("<" if elements.little else ">") + "h", raw)
+    else:
+        return None
+    return _GE_KINDS.get(number)
 
 
 # --------------------------------------------------------------------------------------------

@@ -480,6 +480,8 @@ def _split_key(row: Any, ref: SliceRef) -> tuple[tuple[str, Any], ...]:
         ("rows/columns", (ref.rows, ref.columns)),
         ("pixel spacing", _rounded(ref.pixel_spacing, 4)),
         ("image type", tuple(_as_list(_get(row, "image_type")))),
+        # GE says magnitude / phase / real / imaginary in a private tag only (0043,xx2F)
+        ("private image type", _get(row, "private_image_kind")),
         ("echo", (tuple(row.echo_numbers or ()), row.echo_time)),
         # a colour map among grayscale images (a Siemens colour FA map in a DWI series) is a
         # volume of its own: never one array mixing one- and three-sample slices
