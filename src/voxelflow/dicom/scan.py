@@ -540,21 +540,19 @@ def ge_image_kind(elements: Any) -> str | None:
             break
     if block is None:
         return None
-    entry = elements.get((_GE_GROUP << 16) | (block << 8) | 0x2F)
-    if entry is None:
-        return None
-    vr, raw = entry
-    if raw is None:
-        return None
-    if isinstance(raw, str) or vr in ("IS", "DS"):  # a converted or text value
+    tag = (_GE_GROUP << 16) | (block << 8) | 0x2F
+    if isinstance(elements, _DatasetElements):
         try:
-            number = int(float(raw.decode("latin-1") if isinstance(raw, bytes) else raw))
-        except ValueError:
+            item = elements.ds.get_item(tag)
+            if item is not None and not getattr(item, "is_raw", False):
+                value = elements.ds[tag].value  # pydicom converted it already
+                return _GE_KINDS.get(value) if isinstance(value, int) else None
+        except Exception:  # noqa: BLE001 - pydicom converts lazily; a damaged value names no kind
             return None
-    elif len(raw) == 2:
-        (number,) = struct.unpack(("<" if elements.little else ">") + "h", raw)
-    else:
+    entry = elements.get(tag)
+    if entry is None or entry[1] is None or entry[0] not in ("SS", "US", "UN", "OB") or len(entry[1]) != 2:
         return None
+    (number,) = struct.unpack(("<" if elements.little else ">") + "h", entry[1])
     return _GE_KINDS.get(number)
 
 
