@@ -931,16 +931,16 @@ def build_volume(plan: VolumePlan, *, backend: str | None = None, lazy: bool = F
 
     geometry = plan.geometry
     ref = geometry.slices[0]
-    if not plan._display_read:  # once per plan (one header read), kept in the plan's meta
-        display = _display(plan)
-        if display is not None:
-            plan.meta["display"] = display
-        plan._display_read = True
     first = decode(ref.path, frames=ref.frame, backend=backend)
     if first.ndim == 3 and first.shape[-1] == 3:
         return _build_colour(plan, first, backend)
     if first.ndim != 2:
         raise SeriesError(f"{ref.path}: volumes need one- or three-sample images, got shape {first.shape}")
+    if not plan._display_read:  # once per plan (one header read), kept in the plan's meta
+        display = _display(plan)
+        if display is not None:
+            plan.meta["display"] = display
+        plan._display_read = True
     modality = plan.meta["values"] == "modality"
     fill, resample, correct = _policies_that_apply(plan)
     if lazy and not (modality or fill or resample or correct):
@@ -960,9 +960,17 @@ def build_volume(plan: VolumePlan, *, backend: str | None = None, lazy: bool = F
             np.multiply(stored[k], slopes[k], out=values[k], casting="unsafe")
             values[k] += dtype(intercepts[k]) if exact else np.float32(intercepts[k])
         stored = values
-    array = stored.reshape(*geometry.shape, ref.rows, ref.columns)
-    affine = geometry.affine
     meta = dict(plan.meta)
+    array, affine = _apply_policies(plan, stored.reshape(*geometry.shape, ref.rows, ref.columns), meta)
+    return Volume(array, affine, meta)
+
+
+def _apply_policies(plan: VolumePlan, array: np.ndarray, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """`array` (``(..., z, y, x)``) and its affine after the plan's gap, spacing and tilt
+    policies (what applies: :func:`_policies_that_apply`); filled slices noted in `meta`."""
+    geometry = plan.geometry
+    fill, resample, correct = _policies_that_apply(plan)
+    affine = geometry.affine
     if fill:
         array, filled = _fill_gaps(array, geometry.grid_index)
         meta["filled_slices"] = filled
@@ -970,7 +978,7 @@ def build_volume(plan: VolumePlan, *, backend: str | None = None, lazy: bool = F
         array, affine = _resample_uniform(array, geometry)
     if correct:
         array, affine = _correct_tilt(array, affine)
-    return Volume(array, affine, meta)
+    return array, affine
 
 
 def _build_colour(plan: VolumePlan, first: np.ndarray, backend: str | None) -> Volume:
@@ -998,17 +1006,9 @@ def _build_colour(plan: VolumePlan, first: np.ndarray, backend: str | None) -> V
     decode_slices(geometry.slices, stored, backend=backend, first=first)
     meta = dict(plan.meta, axes=["z", "y", "x", "c"], samples_per_pixel=3, photometric="RGB",
                 source_photometric=plan.meta.get("photometric", ""), rescale=None, values="stored")
-    meta.pop("display", None)  # the grayscale display pipeline does not apply to RGB
-    fill, resample, correct = _policies_that_apply(plan)
-    planes = np.moveaxis(stored, -1, 0)  # (c, z, y, x): the policies' leading axis
-    affine = geometry.affine
-    if fill:
-        planes, filled = _fill_gaps(planes, geometry.grid_index)
-        meta["filled_slices"] = filled
-    if resample:
-        planes, affine = _resample_uniform(planes, geometry)
-    if correct:
-        planes, affine = _correct_tilt(planes, affine)
+    # no "display" in meta: the grayscale display pipeline does not apply to RGB (nor is it
+    # read); the samples are the policies' leading axis, (c, z, y, x), as time is
+    planes, affine = _apply_policies(plan, np.moveaxis(stored, -1, 0), meta)
     return Volume(np.ascontiguousarray(np.moveaxis(planes, 0, -1)), affine, meta)
 
 

@@ -138,7 +138,8 @@ def analyse_stack(slices: list[SliceRef]) -> StackGeometry:
         # temporal key (time point, trigger time, echo, b-value, acquisition ...): one 4-D
         # stack, t ranked by that key at each position
         repeats = counts.pop()
-        groups = [sorted(g, key=_repeat_order(slices, groups)) for g in groups]
+        order = _repeat_order(slices, groups)
+        groups = [sorted(g, key=order) for g in groups]
         distinct = all(len({slices[i].temporal_key for i in g}) == repeats for g in groups)
         if distinct:
             first = [slices[i].temporal_key for i in groups[0]]
