@@ -22,7 +22,7 @@ import pydicom
 from . import __version__
 from .errors import DecodeError
 
-__all__ = ["bvecs", "diffusion_table", "sidecar", "slice_timing", "write_bval_bvec", "write_sidecar"]
+__all__ = ["bvecs", "diffusion_table", "read_header", "sidecar", "slice_timing", "write_bval_bvec", "write_sidecar"]
 
 # (BIDS key, DICOM keyword, kind): kind "s" = milliseconds in DICOM, seconds in BIDS
 _FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -90,13 +90,24 @@ def _time(value: Any) -> str | None:
     return f"{text[0:2]}:{text[2:4]}:{text[4:]}"
 
 
-def sidecar(first_slice: str | os.PathLike[str]) -> dict[str, Any]:
-    """The BIDS side-car dict of a volume whose first slice (in volume order) is the DICOM
-    file `first_slice`."""
+def read_header(first_slice: str | os.PathLike[str]) -> pydicom.Dataset:
+    """The header of a volume's first slice, as :func:`sidecar` and :func:`slice_timing` read it.
+
+    Raises
+    ------
+    DecodeError
+        Where pydicom cannot read it.
+    """
     try:
-        ds = pydicom.dcmread(first_slice, stop_before_pixels=True, force=True)
+        return pydicom.dcmread(first_slice, stop_before_pixels=True, force=True)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on a damaged header
         raise DecodeError(f"{os.fspath(first_slice)}: header unreadable for the BIDS side-car: {exc}") from None
+
+
+def sidecar(first_slice: str | os.PathLike[str] | pydicom.Dataset) -> dict[str, Any]:
+    """The BIDS side-car dict of a volume whose first slice (in volume order) is the DICOM
+    file `first_slice` (or its header, :func:`read_header`)."""
+    ds = first_slice if isinstance(first_slice, pydicom.Dataset) else read_header(first_slice)
     out: dict[str, Any] = {}
     for key, keyword, kind in _FIELDS:
         value = _plain(ds.get(keyword), kind)
@@ -119,12 +130,13 @@ def sidecar(first_slice: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def slice_timing(
-    first_slice: str | os.PathLike[str],
+    ds: pydicom.Dataset,
     tiles: Sequence[int | None],
     acquisition_times: Sequence[str] = (),
 ) -> list[float] | None:
     """BIDS SliceTiming (seconds from the start of each volume, one per slice in the volume's
-    order) of a Siemens series, as dcm2niix writes it, or None.
+    order) of a Siemens series, as dcm2niix writes it, or None. `ds` is the header of the
+    volume's first slice (:func:`read_header`).
 
     Siemens lists each slice's time in the repetition (ms) as MosaicRefAcqTimes in the CSA
     Image Header (mosaics, one per tile, in tile order) or, in classic EPI files, in the MR
@@ -135,10 +147,6 @@ def slice_timing(
     volume) less the earliest, where they differ. Other vendors get none, as from dcm2niix
     without their protocol blocks (GE's 0025,101B) or at all (Philips, Canon).
     """
-    try:
-        ds = pydicom.dcmread(first_slice, stop_before_pixels=True, force=True)
-    except Exception:  # noqa: BLE001 - the side-car already read (or refused) this header
-        return None
     if "SIEMENS" not in str(ds.get("Manufacturer", "")).upper() or str(ds.get("Modality", "MR")) != "MR":
         return None  # dcm2niix times MR slices only (a Siemens CT's Acquisition Times are not)
     times = None

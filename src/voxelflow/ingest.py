@@ -7,7 +7,6 @@ become a volume is reported with its reason; good series are ingested regardless
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -185,17 +184,26 @@ def convert(
 
 def write_sidecars(nifti: Path, plan: Any, volume: Any) -> None:
     """The BIDS JSON beside `nifti`, and for a diffusion series its .bval / .bvec."""
-    from .bids import diffusion_table, sidecar, slice_timing, write_bval_bvec, write_sidecar
+    from .bids import (
+        diffusion_table,
+        read_header,
+        sidecar,
+        slice_timing,
+        write_bval_bvec,
+        write_sidecar,
+    )
+    from .dicom.mosaic import tile_index
     from .dicom.stack import TEMPORAL_KEY_NAMES
 
     stem = str(nifti)[: -len(".nii.gz")]
     slices = plan.geometry.slices
-    data = sidecar(slices[0].path)
+    header = read_header(slices[0].path)  # once, for the side-car and its slice timing
+    data = sidecar(header)
     if not volume.is_colour:
         nz = volume.shape[-3]
         at = TEMPORAL_KEY_NAMES.index("acquisition_time")
         times = [str(s.temporal_key[at]) if len(s.temporal_key) > at else "" for s in slices[:nz]]
-        timing = slice_timing(slices[0].path, [_tile_number(s.tile, nz) for s in slices[:nz]], times)
+        timing = slice_timing(header, [tile_index(s.tile, nz) for s in slices[:nz]], times)
         if timing is not None:
             data["SliceTiming"] = timing
     write_sidecar(stem + ".json", data)
@@ -206,16 +214,6 @@ def write_sidecars(nifti: Path, plan: Any, volume: Any) -> None:
             import nibabel as nib
 
             write_bval_bvec(stem, table, nib.load(nifti).affine)
-
-
-def _tile_number(tile: tuple[int, int, int, int] | None, images: int) -> int | None:
-    """Which tile of a MOSAIC of `images` slices (row-major, ceil(sqrt(images)) a side) a
-    slice's (first row, first column, rows, columns) is; None for a slice that is no tile."""
-    if tile is None:
-        return None
-    r0, c0, rows, cols = tile
-    grid = math.isqrt(images - 1) + 1
-    return (r0 // rows) * grid + c0 // cols
 
 
 def nifti_name(plan: Any) -> str:

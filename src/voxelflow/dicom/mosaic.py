@@ -30,7 +30,7 @@ from ..geometry import slice_normal
 from .series import SeriesError
 from .stack import SliceRef
 
-__all__ = ["MosaicLayout", "mosaic_layout", "mosaic_slice_refs"]
+__all__ = ["MosaicLayout", "mosaic_grid", "mosaic_layout", "mosaic_slice_refs", "tile_index"]
 
 #: |cos| between the CSA SliceNormalVector and the plane normal of Image Orientation (Patient)
 #: may fall short of 1 by this much (about 0.8 degrees): both are written rounded, never skewed.
@@ -104,6 +104,20 @@ def _number(ds: Any, keyword: str) -> float | None:
     return number if number is not None and np.isfinite(number) and number > 0 else None
 
 
+def mosaic_grid(images: int) -> int:
+    """Tiles a side of a mosaic of `images` slices: ceil(sqrt(images)), exactly."""
+    return math.isqrt(images - 1) + 1
+
+
+def tile_index(tile: tuple[int, int, int, int] | None, images: int) -> int | None:
+    """Which tile (row-major) of a mosaic of `images` slices a slice's (first row, first column,
+    rows, columns) is, the inverse of :meth:`MosaicLayout.tile`; None for a slice no tile."""
+    if tile is None:
+        return None
+    r0, c0, rows, cols = tile
+    return (r0 // rows) * mosaic_grid(images) + c0 // cols
+
+
 def mosaic_layout(
     ds: Any,
     *,
@@ -175,7 +189,7 @@ def mosaic_layout(
             raise SeriesError(f"{where}: MOSAIC CSA header: {exc}") from exc
     if not isinstance(images, int) or images < 1:
         raise SeriesError(f"{where}: MOSAIC CSA header has no valid NumberOfImagesInMosaic (got {images!r})")
-    grid = math.isqrt(images - 1) + 1  # ceil(sqrt(images)), exactly
+    grid = mosaic_grid(images)
     if rows % grid or columns % grid:
         raise SeriesError(
             f"{where}: NumberOfImagesInMosaic {images} needs a {grid} x {grid} tiling, but the "
