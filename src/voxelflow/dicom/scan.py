@@ -475,19 +475,26 @@ def _row_values(
 _INVALID = object()
 
 
-def _philips_block(elements: Any) -> int | None:
-    """The block (xx of (2005,xx00)) reserved by the Philips MR Imaging DD 001 creator; 0x10
-    where group 2005 names no creator at all (anonymisers strip creators and keep the values,
-    and dcm2niix reads (2005,100E) then); None where the creators name others only."""
+def _creator_block(elements: Any, creators: Sequence[int], creator: str) -> tuple[int | None, bool]:
+    """(the block, xx of (gggg,xx00), that `creator` reserves among the private creator tags
+    `creators`, or None; whether any creator is named there at all)."""
     named = False
-    for tag in _PHILIPS_CREATORS:
+    for tag in creators:
         entry = elements.get(tag)
         if entry is None:
             continue
         named = True
-        if (entry[1] or b"").decode("latin-1").strip(" \x00") == PHILIPS_CREATOR:
-            return tag & 0xFF
-    return None if named else 0x10
+        if (entry[1] or b"").decode("latin-1").strip(" \x00") == creator:
+            return tag & 0xFF, True
+    return None, named
+
+
+def _philips_block(elements: Any) -> int | None:
+    """The block (xx of (2005,xx00)) reserved by the Philips MR Imaging DD 001 creator; 0x10
+    where group 2005 names no creator at all (anonymisers strip creators and keep the values,
+    and dcm2niix reads (2005,100E) then); None where the creators name others only."""
+    block, named = _creator_block(elements, _PHILIPS_CREATORS, PHILIPS_CREATOR)
+    return block if named else 0x10
 
 
 def philips_scale(elements: Any) -> dict[str, Any]:
@@ -532,12 +539,7 @@ def ge_image_kind(elements: Any) -> str | None:
     creator, or a value that is not one of the four). `elements` as for :func:`philips_scale`."""
     if not isinstance(elements, _Elements):
         elements = _DatasetElements(elements)
-    block = None
-    for tag in _GE_CREATORS:
-        entry = elements.get(tag)
-        if entry is not None and (entry[1] or b"").decode("latin-1").strip(" \x00") == GE_CREATOR:
-            block = tag & 0xFF
-            break
+    block, _ = _creator_block(elements, _GE_CREATORS, GE_CREATOR)
     if block is None:
         return None
     tag = (_GE_GROUP << 16) | (block << 8) | 0x2F
