@@ -148,17 +148,12 @@ async def _rendered(
     many: bool = False,
 ) -> Response:
     service: Service = request.app.state.service
-    query = request.query_params
-    only_known(query, RENDER_PARAMS)
     settings = service.settings
     if len(targets) > settings.max_frames:
         raise RequestError(
             f"{len(targets)} frames asked for; at most {settings.max_frames} per request", parameter="frames"
         )
-    media = choose_media(request.headers.get("accept"), SINGLE, query=query.get("accept"))
-    voi = parse_window(query["window"]) if "window" in query else None
-    viewport = parse_viewport(query["viewport"], settings.max_side) if "viewport" in query else None
-    quality = parse_quality(query.get("quality"), settings.jpeg_quality)
+    media, voi, viewport, quality = _render_params(request)
     if thumbnail and media.bits != 8:
         raise RequestError("thumbnails are 8-bit; ask for image/jpeg, image/png or image/gif", status=406, parameter="Accept")
 
@@ -189,6 +184,18 @@ async def _rendered(
     return response
 
 
+def _render_params(request: Request) -> tuple[MediaType, Any, Viewport | None, int]:
+    """(media type, VOI override, viewport, JPEG quality) of a rendered-resource request,
+    checked (unknown query parameters refused)."""
+    settings = request.app.state.service.settings
+    query = request.query_params
+    only_known(query, RENDER_PARAMS)
+    media = choose_media(request.headers.get("accept"), SINGLE, query=query.get("accept"))
+    voi = parse_window(query["window"]) if "window" in query else None
+    viewport = parse_viewport(query["viewport"], settings.max_side) if "viewport" in query else None
+    return media, voi, viewport, parse_quality(query.get("quality"), settings.jpeg_quality)
+
+
 def _check_output(settings: Any, rows: int, cols: int) -> None:
     if rows * cols > settings.max_output_pixels:
         raise RequestError(f"an output image of {cols} x {rows} pixels is past the limit of "
@@ -208,14 +215,9 @@ async def _rendered_from_instance(request: Request, data: bytes) -> Response | N
     from ..display import render_frame
 
     service: Service = request.app.state.service
-    query = request.query_params
-    only_known(query, RENDER_PARAMS)
+    media, voi, viewport, quality = _render_params(request)
     if request.path_params.get("frames", "1").strip() != "1":
         return None
-    media = choose_media(request.headers.get("accept"), SINGLE, query=query.get("accept"))
-    voi = parse_window(query["window"]) if "window" in query else None
-    viewport = parse_viewport(query["viewport"], service.settings.max_side) if "viewport" in query else None
-    quality = parse_quality(query.get("quality"), service.settings.jpeg_quality)
 
     def work() -> list[bytes] | None:
         ds = pydicom.dcmread(io.BytesIO(data))
