@@ -15,7 +15,7 @@ import pytest
 from voxelflow.cli import main
 from voxelflow.ingest import convert
 from voxelflow.testing import write_series
-from voxelflow.testing.vendors import DIRECTIONS, tag_diffusion
+from voxelflow.testing.vendors import DIRECTIONS, dicom_time, tag_diffusion
 
 #: Keys every side-car of an MR phantom carries, as dcm2niix names them.
 CORE = ("Modality", "MagneticFieldStrength", "ManufacturersModelName", "BodyPart", "PatientPosition",
@@ -172,10 +172,6 @@ def test_mosaic_slice_timing_agrees_with_dcm2niix(tmp_path, order, orientation):
     assert [t for _, t in mine] == pytest.approx([t for _, t in theirs], abs=1e-6)
 
 
-def _tm(seconds):
-    return f"{int(seconds // 3600):02d}{int(seconds % 3600 // 60):02d}{seconds % 60:09.6f}"
-
-
 @pytest.mark.parametrize("manufacturer,source,times_points", [
     ("SIEMENS", "mr header", 3), ("SIEMENS", "acquisition time", 3), ("SIEMENS", "acquisition time", 1),
     ("SIEMENS", "none", 3), ("Philips Medical Systems", "acquisition time", 3), ("TOSHIBA", "acquisition time", 3),
@@ -201,7 +197,7 @@ def test_classic_slice_timing_as_dcm2niix(tmp_path, manufacturer, source, times_
             ds.Manufacturer = manufacturer
             ds.RepetitionTime = 2000
             start = 36000.0 + 2.0 * t
-            ds.AcquisitionTime = _tm(start + (times[k] / 1000 if source in ("acquisition time", "ct") else 0.0))
+            ds.AcquisitionTime = dicom_time(start + (times[k] / 1000 if source in ("acquisition time", "ct") else 0.0))
             if source == "mr header":
                 ds.private_block(0x0019, "SIEMENS MR HEADER", create=True).add_new(0x29, "FD", times)
             ds.save_as(path)

@@ -38,7 +38,8 @@ import pydicom
 from ..errors import ParameterError
 from .series import write_series
 
-__all__ = ["DIRECTIONS", "KINDS", "MAKERS", "VENDORS", "VendorSeries", "tag_diffusion", "write_vendor_series"]
+__all__ = ["DIRECTIONS", "KINDS", "MAKERS", "VENDORS", "VendorSeries", "dicom_time", "tag_diffusion",
+           "write_vendor_series"]
 
 VENDORS = ("siemens", "ge", "philips", "canon")
 KINDS = ("fmri", "dwi", "multiecho")
@@ -110,8 +111,8 @@ def tag_diffusion(ds: pydicom.Dataset, vendor: str, b: float, g: Sequence[float]
                 block.add_new(element, "FL", float(value))
 
 
-def _time(seconds: float) -> str:
-    """Seconds after midnight as DICOM TM."""
+def dicom_time(seconds: float) -> str:
+    """Seconds after midnight as DICOM TM (HHMMSS.FFFFFF)."""
     return f"{int(seconds // 3600):02d}{int(seconds % 3600 // 60):02d}{seconds % 60:09.6f}"
 
 
@@ -152,17 +153,17 @@ def write_vendor_series(
             ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{uid}.{t + 1}.{k + 1}"
             ds.RepetitionTime = repetition_time
             ds.AcquisitionNumber = 1
-            ds.AcquisitionTime = _time(36000.0)
+            ds.AcquisitionTime = dicom_time(36000.0)
             ds.InstanceNumber = t * n + k + 1
             if kind == "multiecho":
                 ds.EchoNumbers = t + 1
                 ds.EchoTime = 10.0 + 15.0 * t
-                ds.AcquisitionTime = _time(36000.0 + k * repetition_time / 1000 / n)
+                ds.AcquisitionTime = dicom_time(36000.0 + k * repetition_time / 1000 / n)
             else:
                 start = 36000.0 + t * repetition_time / 1000
                 if vendor == "siemens":
                     ds.AcquisitionNumber = t + 1
-                    ds.AcquisitionTime = _time(start)
+                    ds.AcquisitionTime = dicom_time(start)
                 elif vendor == "ge":
                     ds.TriggerTime = k * repetition_time / n  # the slice's time in the volume
                 elif vendor == "philips":
@@ -170,7 +171,7 @@ def write_vendor_series(
                     ds.NumberOfTemporalPositions = count
                     ds.InstanceNumber = k * count + t + 1
                 else:
-                    ds.AcquisitionTime = _time(start)
+                    ds.AcquisitionTime = dicom_time(start)
                 if kind == "dwi":
                     tag_diffusion(ds, vendor, *DIRECTIONS[t])
                     if vendor == "philips":  # Philips writes the standard attributes as well
