@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import struct
@@ -574,3 +575,26 @@ def test_hostile_files_in_the_pool(tmp_path, ct_file):
     index = voxelflow.scan(tmp_path, workers=2)
     assert len(index) == 40 and len(index.errors) == 40 and len(index.skipped) == 40
     assert index == voxelflow.scan(tmp_path, workers=1)
+
+
+def _without_path(index: Index) -> tuple:
+    rows = [dataclasses.replace(r, path="", mtime_ns=0) for r in index.rows]
+    issues = [[(i.reason, i.size) for i in getattr(index, k)] for k in ("skipped", "no_pixels", "errors")]
+    return rows, issues
+
+
+@pytest.mark.parametrize("path", CORPUS[::7], ids=[_corpus_id(p) for p in CORPUS[::7]])
+def test_scan_bytes_indexes_as_scan_indexes_the_file(path):
+    """A retrieved instance is checked from memory (before it is written) as its file would be."""
+    data = Path(path).read_bytes()
+    got = scan_module.scan_bytes(data, "<part>")
+    assert _without_path(got) == _without_path(voxelflow.scan(path, workers=1))
+    assert all(r.path == "<part>" for r in got.rows)
+
+
+def test_scan_bytes_of_broken_bytes_names_the_reason(ct_file):
+    data = Path(ct_file).read_bytes()
+    for broken, kind in ((b"", "skipped"), (data[:200], "errors"), (data[:-100], "errors"),
+                         (b"\x00" * 128 + b"DICM" + bytes(range(256)) * 4, "errors")):
+        index = scan_module.scan_bytes(broken, "<part>")
+        assert len(index) == 0 and len(getattr(index, kind)) == 1 and getattr(index, kind)[0].reason

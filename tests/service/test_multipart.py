@@ -47,6 +47,17 @@ def test_parts_survive_any_split(parts, cuts, preamble):
     assert all(h == {"content-type": "application/dicom"} for h, _ in got)
 
 
+def test_parts_that_hold_beginnings_of_the_delimiter_survive_every_cut():
+    """A part's bytes pass through whole chunks at a time; what may begin a delimiter at a
+    chunk's end is held back until the next bytes decide."""
+    boundary = b"b0undary-x"
+    parts = [b"a\r", b"\r\n--b0und", b"\r\n-", b"x\r\n--b0undary", b"\r\r\n--b0undary-", b"", b"\r\n"]
+    body = _body(parts, boundary)
+    for cut in range(len(body) + 1):
+        assert [data for _, data in _parse(body, boundary, [cut])] == parts, cut
+        assert [data for _, data in _parse(body, boundary, [cut, cut + 3, cut + 11])] == parts, cut
+
+
 def test_boundary_of_content_type():
     assert boundary_of('multipart/related; type="application/dicom"; boundary="a b"') == b"a b"
     assert boundary_of("multipart/related; boundary=xyz") == b"xyz"

@@ -17,6 +17,7 @@ the pool costs ~10 ms, so small scans stay inline.
 
 from __future__ import annotations
 
+import io
 import math
 import multiprocessing
 import os
@@ -35,7 +36,7 @@ from .header import HeaderError, walk_header, walk_items
 from .index import ROW_FIELDS, FileIssue, Index, InstanceRow
 from .pixel_info import limits
 
-__all__ = ["scan"]
+__all__ = ["scan", "scan_bytes"]
 
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _UNDEFINED = 0xFFFFFFFF
@@ -562,13 +563,15 @@ def ge_image_kind(elements: Any) -> str | None:
 # one file
 
 
-def _read_file(path: str, size: int, mtime_ns: int, *, fallback: bool = True) -> _Result | None:
-    """Read one file's header: a row, or why there is none. Never raises.
+def _read_file(path: str, size: int, mtime_ns: int, *, fallback: bool = True,
+               data: bytes | None = None) -> _Result | None:
+    """Read one file's header (or, with `data`, the header of those bytes, named `path`): a
+    row, or why there is none. Never raises.
 
     With ``fallback=False``, None where the fast walker declines the file (tests use this).
     """
     try:
-        return _read_file_checked(path, size, mtime_ns, fallback)
+        return _read_file_checked(path, size, mtime_ns, fallback, data)
     except RecursionError:
         return ("error", path, "sequences nested too deeply to read", size, mtime_ns)
     except MemoryError:
@@ -577,11 +580,12 @@ def _read_file(path: str, size: int, mtime_ns: int, *, fallback: bool = True) ->
         return ("error", path, f"unexpected {type(exc).__name__}: {exc}", size, mtime_ns)
 
 
-def _read_file_checked(path: str, size: int, mtime_ns: int, fallback: bool) -> _Result | None:
+def _read_file_checked(path: str, size: int, mtime_ns: int, fallback: bool,
+                       data: bytes | None = None) -> _Result | None:
     if size == 0:
         return ("skipped", path, "empty file (0 bytes)", size, mtime_ns)
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below on every path
+        f = open(path, "rb") if data is None else io.BytesIO(data)  # noqa: SIM115 - closed below on every path
     except OSError as exc:
         return ("error", path, f"cannot open: {exc.strerror or exc}", size, mtime_ns)
     with f:
@@ -936,14 +940,7 @@ def scan(
         progress(done, total)
 
     def collect(results: list[_Result]) -> None:
-        for result in results:
-            kind = result[0]
-            if kind == "row":
-                rows.append(InstanceRow(*result[1]))
-            else:
-                issue = FileIssue(*result[1:])
-                (skipped if kind == "skipped" else no_pixels if kind == "no_pixels"
-                 else errors).append(issue)
+        _collect(results, rows, skipped, no_pixels, errors)
 
     if executor is not None:
         # chunks small enough that every worker of a cluster gets several
@@ -975,6 +972,31 @@ def scan(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     return Index(rows, skipped=skipped, no_pixels=no_pixels, errors=errors)
+
+
+def scan_bytes(data: bytes, name: str) -> Index:
+    """Index one instance given as its bytes (a part of a DICOMweb answer not yet written to a
+    file), as :func:`scan` indexes a file: `name` stands for its path in the index."""
+    rows: list[InstanceRow] = []
+    skipped: list[FileIssue] = []
+    no_pixels: list[FileIssue] = []
+    errors: list[FileIssue] = []
+    result = _read_file(name, len(data), 0, data=data)
+    assert result is not None  # with the pydicom fallback, every file gets a result
+    _collect([result], rows, skipped, no_pixels, errors)
+    return Index(rows, skipped=skipped, no_pixels=no_pixels, errors=errors)
+
+
+def _collect(results: list[_Result], rows: list[InstanceRow], skipped: list[FileIssue],
+             no_pixels: list[FileIssue], errors: list[FileIssue]) -> None:
+    for result in results:
+        kind = result[0]
+        if kind == "row":
+            rows.append(InstanceRow(*result[1]))
+        else:
+            issue = FileIssue(*result[1:])
+            (skipped if kind == "skipped" else no_pixels if kind == "no_pixels"
+             else errors).append(issue)
 
 
 def _run_pool(

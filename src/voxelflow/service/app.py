@@ -217,8 +217,24 @@ class Service:
                 data: bytes | None = staged.path.read_bytes()
             except OSError:  # never fail the retrieval for it: the waiters wait for the store
                 data = None
-            for loop, arrival in waiting:
-                loop.call_soon_threadsafe(_resolve, arrival, data)
+            self._hand(waiting, data)
+
+    # the retrieval's watch (upstream.InstanceWatch): the instances requests wait for reach
+    # them as soon as they are received, before the parts in front of them are written
+
+    def wanted(self) -> tuple[str, ...]:
+        with self._arrivals:
+            return tuple(self._waiting)
+
+    def arrived(self, sop: str, data: bytes) -> None:
+        with self._arrivals:
+            waiting = self._waiting.pop(sop, [])
+        self._hand(waiting, data)
+
+    @staticmethod
+    def _hand(waiting: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[bytes]]], data: bytes | None) -> None:
+        for loop, arrival in waiting:
+            loop.call_soon_threadsafe(_resolve, arrival, data)
 
     def _fetched(self, name: tuple[str | None, str | None], pending: asyncio.Future[None]) -> None:
         self._fetches.pop(name, None)
@@ -240,7 +256,8 @@ class Service:
             raise VolumeNotFoundError(f"{what} is neither in the store nor upstream")
         store = self.writable_store
         for st, se, count in found:
-            fetched = fetch_series(self.upstream, store, st, se, expected=count, on_staged=self._on_staged)
+            fetched = fetch_series(self.upstream, store, st, se, expected=count, on_staged=self._on_staged,
+                                   watch=self)
             if fetched.retrieved and self.disk_cache is not None:
                 self.disk_cache.retrieved(se)
         if self.disk_cache is not None:

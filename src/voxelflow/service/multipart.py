@@ -60,6 +60,18 @@ def boundary_of(content_type: str) -> bytes:
 _PREAMBLE, _AFTER_DELIMITER, _HEADERS, _BODY, _DONE = range(5)
 
 
+def _unfinished(data: bytes | bytearray, delimiter: bytes) -> int:
+    """Where the delimiter may have begun in `data` without ending in it (so the next bytes
+    decide): the start of the longest end of `data` that begins the delimiter, or len(data).
+    Every delimiter begins with CR."""
+    start = max(0, len(data) - len(delimiter) + 1)
+    while (r := data.find(b"\r", start)) >= 0:
+        if delimiter.startswith(data[r:]):
+            return r
+        start = r + 1
+    return len(data)
+
+
 class MultipartParser:
     """Parts of one multipart body, as events from :meth:`feed`.
 
@@ -90,10 +102,25 @@ class MultipartParser:
         if self._state == _DONE:
             return []  # the epilogue, ignored
         buf = self._buf
-        buf += data
         events: list[tuple[str, Any]] = []
         delimiter = self._delimiter
         keep = len(delimiter) - 1
+        if self._state == _BODY and not buf:
+            # inside a part, nothing held back: the chunk's bytes go out as they are (a
+            # series' data passes through here, and each copy of it costs)
+            data = bytes(data)
+            i = data.find(delimiter)
+            if i < 0:
+                cut = _unfinished(data, delimiter)
+                events.append(("data", data if cut == len(data) else data[:cut]))
+                buf += data[cut:]
+                return events
+            if i:
+                events.append(("data", data[:i]))
+            events.append(("end", None))
+            self._state = _AFTER_DELIMITER
+            data = memoryview(data)[i + len(delimiter):]
+        buf += data
         while True:
             if self._state == _PREAMBLE:
                 i = buf.find(delimiter)
@@ -136,9 +163,10 @@ class MultipartParser:
             elif self._state == _BODY:
                 i = buf.find(delimiter)
                 if i < 0:
-                    if len(buf) > keep:
-                        events.append(("data", bytes(buf[:-keep])))
-                        del buf[:-keep]
+                    cut = _unfinished(buf, delimiter)
+                    if cut:
+                        events.append(("data", bytes(buf[:cut])))
+                        del buf[:cut]
                     break
                 if i:
                     events.append(("data", bytes(buf[:i])))

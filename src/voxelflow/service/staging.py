@@ -16,6 +16,7 @@ pull that stopped half-way keeps the instances it fetched.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import pydicom
 
-from ..dicom.scan import scan
+from ..dicom.scan import scan, scan_bytes
 from ..errors import InstanceError, StoreError, VoxelflowError
 from ..ingest import IngestReport, ingest
 from ..store import VolumeStore
@@ -70,13 +71,13 @@ def _uid(value: str | None, name: str) -> str:
         raise InstanceError(f"{name} {value[:80]!r} is not a DICOM UID", failure=0xA900) from None
 
 
-def _uids_of(path: Path) -> dict[str, str | None]:
-    """The SOP Class / Instance UIDs of a refused file, where pydicom can read them: the
-    sender is told which instance failed."""
+def _uids_of(source: Path | bytes) -> dict[str, str | None]:
+    """The SOP Class / Instance UIDs of a refused file (or its bytes), where pydicom can read
+    them: the sender is told which instance failed."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+            ds = pydicom.dcmread(io.BytesIO(source) if isinstance(source, bytes) else source, stop_before_pixels=True, force=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
         found = {"sop_class": str(ds.get("SOPClassUID", "") or ""), "sop_instance": str(ds.get("SOPInstanceUID", "") or "")}
     except Exception:  # a file this broken names nothing; the refusal stands either way
         return {}
@@ -150,11 +151,23 @@ class Staging:
         return StagedInstance(found.study, found.series, found.sop, found.sop_class, target)
 
     @staticmethod
-    def _check(path: Path) -> StagedInstance:
-        index = scan(path, workers=1)
+    def check_bytes(data: bytes) -> StagedInstance:
+        """The check :meth:`stage_file` makes, of an instance still in memory (nothing is
+        staged: ``path`` is that of no file).
+
+        Raises
+        ------
+        InstanceError
+            As :meth:`stage_file` does.
+        """
+        return Staging._check(Path("<instance bytes>"), data)
+
+    @staticmethod
+    def _check(path: Path, data: bytes | None = None) -> StagedInstance:
+        index = scan(path, workers=1) if data is None else scan_bytes(data, str(path))
         for issues, failure in ((index.errors, 0xC000), (index.skipped, 0xC000), (index.no_pixels, 0x0122)):
             if issues:
-                raise InstanceError(issues[0].reason, failure=failure, **_uids_of(path))
+                raise InstanceError(issues[0].reason, failure=failure, **_uids_of(path if data is None else data))
         if len(index.rows) != 1:
             raise InstanceError("not one DICOM instance", failure=0xC000)
         row = index.rows[0]

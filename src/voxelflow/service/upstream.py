@@ -16,10 +16,10 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..errors import InstanceError, ParameterError, UpstreamError
@@ -30,13 +30,17 @@ from .catalog import check_uid
 from .multipart import MultipartError, MultipartParser, boundary_of, media_type
 from .staging import Staging, stored_series
 
-__all__ = ["FetchResult", "Upstream", "fetch_series", "read_auth"]
+__all__ = ["FetchResult", "InstanceWatch", "Upstream", "fetch_series", "read_auth"]
 
 log = logging.getLogger("voxelflow.service")
 
 #: The stored transfer syntax, whatever it is: no transcoding by the archive.
 _ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-_CHUNK = 1 << 20
+#: How many bytes receiving may run ahead of writing them to the staging files (they wait in
+#: memory meanwhile): one retrieval holds at most about this much.
+_READ_AHEAD = 256 << 20
+#: A part's UIDs are looked for in its first bytes (its header).
+_HEAD = 64 << 10
 
 
 def read_auth(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -155,9 +159,12 @@ class Upstream:
                            {"includefield": "00080018"})
         return [sop for item in found if (sop := _uid_value(item, "00080018"))]
 
-    def retrieve(self, path: str, staging: Staging, series: str, on_instance: Any = None) -> tuple[int, int]:
+    def retrieve(self, path: str, staging: Staging, series: str, on_instance: Any = None,
+                 watch: InstanceWatch | None = None) -> tuple[int, int]:
         """Stream the WADO-RS multipart answer at `path` into `staging`, each part to its own
         file (checked, synced, named by its SOP Instance UID); returns (instances, bytes).
+        `on_instance(staged, bytes so far)` is called as each part is staged; the parts
+        `watch` wants are handed to it as soon as they are received.
 
         Raises
         ------
@@ -165,14 +172,14 @@ class Upstream:
             On a refused request, a timeout, a broken answer, or an instance that is not of
             `series` or not a DICOM image (nothing of it is kept).
         """
-        writer = _PartWriter(staging, series, on_instance)
+        writer = _PartWriter(staging, series, on_instance, watch)
         size = 0
         try:
             with self._client.stream("GET", self.url + path, headers={"Accept": _ACCEPT_DICOM}) as answer:
                 if answer.status_code != 200:
                     raise UpstreamError(f"upstream WADO-RS {path} answered {answer.status_code}", status=answer.status_code)
                 parser = MultipartParser(boundary_of(answer.headers.get("content-type", "")))
-                for chunk in answer.iter_raw(_CHUNK):
+                for chunk in answer.iter_raw():
                     size += len(chunk)
                     for event, value in parser.feed(chunk):
                         if event == "part":
@@ -191,28 +198,106 @@ class Upstream:
         return writer.count, size
 
 
+class InstanceWatch(Protocol):
+    """Who wants some instances of a retrieval as soon as they have arrived, before they are
+    written and staged (a request waiting to render one of them)."""
+
+    def wanted(self) -> Collection[str]:
+        """The SOP Instance UIDs waited for now."""
+
+    def arrived(self, sop: str, data: bytes) -> None:
+        """Instance `sop` arrived whole and passed the staging check (it is staged later, in
+        its turn). Called on the receiving thread: it must neither block nor raise."""
+
+
 class _PartWriter:
     """Writes and stages the parts of one answer on a thread of its own, so that receiving
     the next part overlaps writing the last (file writes and socket reads both release the
-    GIL); at most `depth` events wait between the two."""
+    GIL); receiving runs at most `read_ahead` bytes ahead of writing.
 
-    def __init__(self, staging: Staging, series: str, on_instance: Any, depth: int = 32) -> None:
+    Writing new files is the slower of the two (filling fresh page cache), so a part that
+    `watch` wants is looked for as it is received: whoever waits for it gets it then, not
+    once every part before it is written."""
+
+    def __init__(self, staging: Staging, series: str, on_instance: Any, watch: InstanceWatch | None = None,
+                 read_ahead: int = _READ_AHEAD) -> None:
         self.staging = staging
         self.series = series
         self.on_instance = on_instance
+        self.watch = watch
+        self.read_ahead = read_ahead
         self.count = 0
         self.error: BaseException | None = None
-        self._queue: queue.Queue[tuple[str, Any, int] | None] = queue.Queue(depth)
+        self._queue: queue.SimpleQueue[tuple[str, Any, int] | None] = queue.SimpleQueue()
+        self._room = threading.Condition()
+        self._ahead = 0  # bytes received and not yet written
+        self._hold = False
+        # the part being received, while it may be one `watch` wants: its UIDs and its data
+        self._keys: list[bytes] | None = None
+        self._chunks: list[bytes] = []
+        self._head = 0
+        self._hit = False
         self._thread = threading.Thread(target=self._run, name="voxelflow-upstream-writer", daemon=True)
         self._thread.start()
 
     def put(self, event: str, value: Any, size: int) -> None:
         if self.error is not None:
             raise self.error
+        if self.watch is not None:
+            self._look(event, value)
+        if event == "data":
+            with self._room:
+                while self._ahead > self.read_ahead:
+                    if self.error is not None:
+                        raise self.error
+                    self._room.wait()
+                self._ahead += len(value)
+                if self._ahead > self.read_ahead:
+                    self._room.notify_all()  # a writer holding for a wanted part writes now
         self._queue.put((event, value, size))
+
+    def _look(self, event: str, value: Any) -> None:
+        """Follow the part being received; hand it to `watch` at its end if it is wanted."""
+        if event == "part":
+            wanted = self.watch.wanted()
+            self._keys = [sop.encode("ascii") for sop in wanted] or None
+            self._chunks, self._head, self._hit = [], 0, False
+            self._hold_writes(bool(wanted))
+        elif self._keys is None:
+            return
+        elif event == "data":
+            if not self._hit:
+                # the UIDs are in the header, at the part's start; a match is only a candidate
+                # (the UID may be a reference to it, or the prefix of another)
+                self._hit = any(value.find(key, 0, _HEAD) >= 0 for key in self._keys)
+                self._head += len(value)
+                if not self._hit and self._head >= _HEAD:
+                    self._keys, self._chunks = None, []
+                    return
+            self._chunks.append(value)
+        else:
+            data = b"".join(self._chunks) if self._hit else b""
+            self._keys, self._chunks = None, []
+            if not data:
+                return
+            try:
+                found = Staging.check_bytes(data)
+            except InstanceError:
+                return  # refused when the writer stages it, in its turn
+            if found.series == self.series:
+                self.watch.arrived(found.sop, data)
+
+    def _hold_writes(self, hold: bool) -> None:
+        # while a request waits for a part, writing waits (up to the read-ahead): both cores
+        # go to receiving, not to filling page cache for the parts in front of it
+        if hold != self._hold:
+            with self._room:
+                self._hold = hold
+                self._room.notify_all()
 
     def finish(self) -> None:
         """Wait for every part to be staged; raise what the writer met."""
+        self._hold_writes(False)
         self._queue.put(None)
         self._thread.join()
         if self.error is not None:
@@ -220,10 +305,16 @@ class _PartWriter:
 
     def close(self) -> None:
         if self._thread.is_alive():
+            self._hold_writes(False)
             # the writer drains what is queued without writing it, then stops at the None
             self.error = self.error or UpstreamError("retrieval abandoned")
             self._queue.put(None)
             self._thread.join()
+
+    def _wrote(self, n: int) -> None:
+        with self._room:
+            self._ahead -= n
+            self._room.notify_all()
 
     def _run(self) -> None:
         tmp: Path | None = None
@@ -237,7 +328,12 @@ class _PartWriter:
                     tmp = self.staging.new_file()
                     out = open(tmp, "wb")  # noqa: SIM115 - closed at the part's end
                 elif event == "data":
+                    if self._hold:
+                        with self._room:
+                            while self._hold and self._ahead <= self.read_ahead:
+                                self._room.wait()
                     out.write(value)
+                    self._wrote(len(value))
                 else:
                     out.close()
                     out = None
@@ -247,7 +343,9 @@ class _PartWriter:
                     if self.on_instance is not None:
                         self.on_instance(staged, size)
         except BaseException as exc:  # noqa: BLE001 - handed to the receiving thread, which raises it
-            self.error = exc
+            with self._room:
+                self.error = exc
+                self._room.notify_all()
             while self._queue.get() is not None:
                 pass
         finally:
@@ -266,6 +364,7 @@ def fetch_series(
     expected: int | None = None,
     reporter: Reporter | None = None,
     on_staged: Any = None,
+    watch: InstanceWatch | None = None,
 ) -> FetchResult:
     """Retrieve `series` of `study` from `upstream` and ingest it into `store`, unless the
     store holds it already.
@@ -275,7 +374,9 @@ def fetch_series(
     files are removed. `expected` (the instance count :meth:`Upstream.find_series` gave)
     spares a first retrieval the instance-level query: the series is complete when that many
     instances of it arrived. `on_staged(instance)` is called (on the retrieval's writer
-    thread) with each :class:`~voxelflow.service.staging.StagedInstance` as it is staged.
+    thread) with each :class:`~voxelflow.service.staging.StagedInstance` as it is staged;
+    `watch` is handed the instances it wants as soon as they are received (see
+    :class:`InstanceWatch`).
 
     Raises
     ------
@@ -317,10 +418,10 @@ def fetch_series(
 
         base = f"/studies/{study}/series/{series}"
         if len(missing) * 2 >= len(wanted):  # most of it: one request for the whole series
-            result.instances, result.bytes = upstream.retrieve(base, staging, series, on_instance)
+            result.instances, result.bytes = upstream.retrieve(base, staging, series, on_instance, watch)
         else:  # resuming: only what is missing, one instance at a time
             for sop in missing:
-                n, size = upstream.retrieve(f"{base}/instances/{sop}", staging, series, on_instance)
+                n, size = upstream.retrieve(f"{base}/instances/{sop}", staging, series, on_instance, watch)
                 result.instances += n
                 result.bytes += size
         staged = staging.sops(series)
