@@ -429,3 +429,24 @@ def test_thumbnail_is_taken_from_a_coarser_level(client_factory, client, phantom
     # a viewport on the default app asks for the same size
     got = image(client.get(urls["instance"] + "?viewport=40,40", headers=PNG).content)
     assert np.array_equal(got, expected)
+
+
+def test_warm_up_renders_each_single_image_type(monkeypatch):
+    """At start the service renders a tiny instance to each single-image type, so that a
+    process's first request does not pay for the imports; it needs no store."""
+    from voxelflow.service import dicomweb
+    from voxelflow.service.settings import ServiceSettings
+
+    encoded = []
+    real = dicomweb._encode
+
+    def spy(images, media, quality):
+        out = real(images, media, quality)
+        encoded.append((media.name, out[0][:4]))
+        return out
+
+    monkeypatch.setattr(dicomweb, "_encode", spy)
+    dicomweb.warm_up(ServiceSettings())
+    assert [name for name, _ in encoded] == list(dicomweb.SINGLE)
+    assert {head[:2] for name, head in encoded if name == "image/jpeg"} == {b"\xff\xd8"}
+    assert all(head == b"\x89PNG" for name, head in encoded if name.startswith("image/png"))

@@ -471,6 +471,9 @@ def create_app(store: str | os.PathLike[str] | VolumeStore, settings: ServiceSet
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: Any) -> AsyncIterator[None]:
+    from .dicomweb import warm_up
+
+    await asyncio.to_thread(warm_up, app.state.service.settings)
     yield
     service = app.state.service
     if service._fetches:
