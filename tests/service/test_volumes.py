@@ -320,3 +320,19 @@ def test_added_and_removed_volumes_appear_and_leave(client_factory, phantoms, tm
         time.sleep(0.05)
     assert [v["key"] for v in c.get("/volumes").json()] == [phantoms.key("mono1")]
     problem(c.get(url, headers={"Accept": "application/dicom+json"}), 404)
+
+
+def test_the_cache_reads_a_volume_by_slabs_of_chunks(tmp_path):
+    """The cache loads a volume one slab of chunks at a time (a request rendering from the store
+    meanwhile waits for one slab): the same array as one read, whatever the last slab's size."""
+    import zarr
+
+    from voxelflow.service.cache import _read_by_slabs
+
+    values = np.random.default_rng(3).integers(-1000, 3000, (23, 17, 9), dtype=np.int16)
+    stored = zarr.create_array(tmp_path / "a.zarr", shape=values.shape, chunks=(5, 8, 9), dtype=values.dtype)
+    stored[...] = values
+    got = _read_by_slabs(stored)
+    assert isinstance(got, np.ndarray) and got.dtype == values.dtype
+    np.testing.assert_array_equal(got, values)
+    np.testing.assert_array_equal(_read_by_slabs(values), values)  # in memory already: no chunks

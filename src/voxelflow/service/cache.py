@@ -48,6 +48,20 @@ class CachedSource:
         return self.cache.volume(self.entry, level)
 
 
+def _read_by_slabs(array: object) -> np.ndarray:
+    """The whole stored array, read one slab of chunks (along the first axis) at a time: the
+    store's reads go through one queue, and a request rendering from the store while the load
+    runs then waits for one slab, not for the whole volume."""
+    chunks = getattr(array, "chunks", None)
+    if not chunks or not hasattr(array, "shape"):
+        return np.asarray(array[...])
+    out = np.empty(array.shape, array.dtype)
+    step = max(1, int(chunks[0]))
+    for start in range(0, out.shape[0], step):
+        out[start : start + step] = array[start : start + step]
+    return out
+
+
 class VolumeCache:
     """In-memory copies of stored volumes, at most `budget` bytes in all."""
 
@@ -92,7 +106,8 @@ class VolumeCache:
         stored = entry.levels[level]
         try:
             t0 = time.perf_counter()
-            loaded = Volume(stored.to_numpy(), stored.affine, stored.meta, source=CachedSource(self, entry, level))
+            loaded = Volume(_read_by_slabs(stored.array), stored.affine, stored.meta,
+                            source=CachedSource(self, entry, level))
             log.info("cache: loaded %s level %d (%.1f MB) in %.2f s", entry.key, level, size / 1e6,
                      time.perf_counter() - t0)
             with self._lock:
