@@ -336,3 +336,49 @@ def test_the_cache_reads_a_volume_by_slabs_of_chunks(tmp_path):
     assert isinstance(got, np.ndarray) and got.dtype == values.dtype
     np.testing.assert_array_equal(got, values)
     np.testing.assert_array_equal(_read_by_slabs(values), values)  # in memory already: no chunks
+
+
+def test_slices_a_load_has_passed_come_from_memory_the_rest_from_the_store(tmp_path, monkeypatch):
+    """While a volume loads, a rendered instance whose slice the load has passed is read from
+    memory (the store's reads queue behind the load's); the others from the store."""
+    import threading
+
+    from voxelflow.service import cache as cache_module
+    from voxelflow.service.catalog import Catalog
+    from voxelflow.store import VolumeStore
+    from voxelflow.testing import write_series
+
+    write_series(tmp_path / "dicom", shape=(20, 24, 28), seed=8)
+    store = VolumeStore(tmp_path / "store")
+    ingest(tmp_path / "dicom", store)
+    entry = next(iter(Catalog(VolumeStore(store.path, read_only=True)).refresh().volumes.values()))
+    expected = entry.levels[0].to_numpy()
+    marked = expected ^ 1  # what the half-done load holds: told apart from the store's values
+    cache = cache_module.VolumeCache(1 << 30)
+    release, halfway = threading.Event(), threading.Event()
+    real = cache_module._read_by_slabs
+
+    def half_then_wait(array, filling):  # the load stops half-way until the test lets it go
+        filling.out = np.zeros(array.shape, array.dtype)
+        filling.out[:10] = marked[:10]
+        filling.done = 10
+        halfway.set()
+        release.wait(30)
+        return real(array, filling)
+
+    monkeypatch.setattr(cache_module, "_read_by_slabs", half_then_wait)
+    cache.volume(entry)  # starts the load
+    assert halfway.wait(30)
+    try:
+        for z in (3, 9):
+            np.testing.assert_array_equal(cache.slice_values(entry, (z,)), marked[z])
+        for z in (10, 17):
+            np.testing.assert_array_equal(cache.slice_values(entry, (z,)), expected[z])
+    finally:
+        release.set()
+    deadline = time.monotonic() + 30
+    while cache.nbytes == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cache.nbytes == expected.nbytes
+    for z in (3, 17):  # cached whole: every slice from memory, the stored values
+        np.testing.assert_array_equal(cache.slice_values(entry, (z,)), expected[z])

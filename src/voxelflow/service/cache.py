@@ -48,17 +48,28 @@ class CachedSource:
         return self.cache.volume(self.entry, level)
 
 
-def _read_by_slabs(array: object) -> np.ndarray:
+class _Filling:
+    """A volume being loaded: its array so far, whole up to `done` along the first axis."""
+
+    def __init__(self) -> None:
+        self.out: np.ndarray | None = None
+        self.done = 0
+
+
+def _read_by_slabs(array: object, filling: _Filling | None = None) -> np.ndarray:
     """The whole stored array, read one slab of chunks (along the first axis) at a time: the
     store's reads go through one queue, and a request rendering from the store while the load
-    runs then waits for one slab, not for the whole volume."""
+    runs then waits for one slab, not for the whole volume. `filling` follows the progress."""
     chunks = getattr(array, "chunks", None)
     if not chunks or not hasattr(array, "shape"):
         return np.asarray(array[...])
     out = np.empty(array.shape, array.dtype)
+    filling = filling or _Filling()
+    filling.out = out
     step = max(1, int(chunks[0]))
     for start in range(0, out.shape[0], step):
         out[start : start + step] = array[start : start + step]
+        filling.done = min(out.shape[0], start + step)
     return out
 
 
@@ -68,7 +79,7 @@ class VolumeCache:
     def __init__(self, budget: int) -> None:
         self.budget = int(budget)
         self._lock = threading.Lock()
-        self._loading: set[tuple[str, object, int]] = set()
+        self._loading: dict[tuple[str, object, int], _Filling] = {}
         self._items: OrderedDict[tuple[str, object, int], Volume] = OrderedDict()
         self._bytes = 0
 
@@ -97,16 +108,30 @@ class VolumeCache:
                 return found
             if name in self._loading:
                 return stored
-            self._loading.add(name)
-        threading.Thread(target=self._load, args=(entry, level, name, size), name="voxelflow-cache-load",
+            filling = self._loading[name] = _Filling()
+        threading.Thread(target=self._load, args=(entry, level, name, size, filling), name="voxelflow-cache-load",
                          daemon=True).start()
         return stored
 
-    def _load(self, entry: VolumeEntry, level: int, name: tuple[str, object, int], size: int) -> None:
+    def slice_values(self, entry: VolumeEntry, position: tuple[int, ...]) -> np.ndarray:
+        """The 2-D slice at `position` (indices of the leading axes) of `entry`'s level 0: from
+        memory once the volume is cached, or once its load has passed that slice, else from
+        the store (what :meth:`volume` starts, this starts)."""
+        volume = self.volume(entry)
+        if isinstance(volume.array, np.ndarray):
+            return volume.array[position]
+        with self._lock:
+            filling = self._loading.get((entry.key, entry.identity, 0))
+        if filling is not None and filling.out is not None and position[0] < filling.done:
+            return filling.out[position]
+        return np.asarray(volume.array[position])
+
+    def _load(self, entry: VolumeEntry, level: int, name: tuple[str, object, int], size: int,
+              filling: _Filling) -> None:
         stored = entry.levels[level]
         try:
             t0 = time.perf_counter()
-            loaded = Volume(_read_by_slabs(stored.array), stored.affine, stored.meta,
+            loaded = Volume(_read_by_slabs(stored.array, filling), stored.affine, stored.meta,
                             source=CachedSource(self, entry, level))
             log.info("cache: loaded %s level %d (%.1f MB) in %.2f s", entry.key, level, size / 1e6,
                      time.perf_counter() - t0)
@@ -118,7 +143,7 @@ class VolumeCache:
             log.warning("cache: %s level %d not loaded: %s: %s", entry.key, level, type(exc).__name__, exc)
         finally:
             with self._lock:
-                self._loading.discard(name)
+                self._loading.pop(name, None)
 
     def _evict(self) -> None:
         # entries are only dropped from the dict: a request still rendering from one keeps its

@@ -37,9 +37,8 @@ QIDO_PARAMS = ("limit", "offset", "includefield", "fuzzymatching", "Modality", "
 # -- rendering -----------------------------------------------------------------------------
 
 def _slice_values(service: Service, entry: VolumeEntry, index: int) -> np.ndarray:
-    volume = service.cache.volume(entry)
-    position = np.unravel_index(index, entry.slice_axes)
-    return np.asarray(volume.array[position])
+    position = tuple(int(i) for i in np.unravel_index(index, entry.slice_axes))
+    return np.asarray(service.cache.slice_values(entry, position))
 
 
 def _thumbnail_values(entry: VolumeEntry, index: int, out_rows: int, out_cols: int) -> np.ndarray:
