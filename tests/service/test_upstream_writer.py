@@ -122,3 +122,14 @@ def test_a_wanted_part_the_check_refuses_is_not_handed_over(series, tmp_path):
         _run(writer, [datas[0], datas[1], broken, datas[3]])
     assert watch.got == []
     assert staging.sops(series.series_uid) == set(series.sop_uids[:2])
+
+
+def test_what_no_uid_can_be_is_never_looked_for(series, tmp_path):
+    """A request's path names any text: an empty or non-ASCII "UID" is no candidate, does not
+    hold writing, and does not fail the retrieval."""
+    staging = Staging(VolumeStore(tmp_path / "store"), "pulls", durable=False)
+    watch = Watch(["", "1.2.\u00e9"], staging, series.series_uid)
+    writer = _PartWriter(staging, series.series_uid, None, watch)
+    _run(writer, [Path(p).read_bytes() for p in series.paths])
+    assert watch.got == [] and not writer._hold
+    assert staging.sops(series.series_uid) == set(series.sop_uids)

@@ -234,7 +234,8 @@ class Service:
     @staticmethod
     def _hand(waiting: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[bytes]]], data: bytes | None) -> None:
         for loop, arrival in waiting:
-            loop.call_soon_threadsafe(_resolve, arrival, data)
+            with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, arrival, data)
 
     def _fetched(self, name: tuple[str | None, str | None], pending: asyncio.Future[None]) -> None:
         self._fetches.pop(name, None)

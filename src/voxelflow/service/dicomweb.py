@@ -211,7 +211,7 @@ def _render_instance(data: bytes, media: MediaType, voi: Any, viewport: Viewport
 
     from ..display import render_frame
 
-    ds = pydicom.dcmread(io.BytesIO(data))
+    ds = pydicom.dcmread(io.BytesIO(data), force=True)  # checked as staged: a raw data set too
     if int(ds.get("NumberOfFrames", 1) or 1) != 1 or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         return None
     rows, cols = int(ds.Rows), int(ds.Columns)

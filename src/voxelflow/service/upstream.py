@@ -260,9 +260,10 @@ class _PartWriter:
         """Follow the part being received; hand it to `watch` at its end if it is wanted."""
         if event == "part":
             wanted = self.watch.wanted()
-            self._keys = [sop.encode("ascii") for sop in wanted] or None
+            # (a request's path names any text; only UIDs can be found)
+            self._keys = [sop.encode("ascii") for sop in wanted if sop and sop.isascii()] or None
             self._chunks, self._head, self._hit = [], 0, False
-            self._hold_writes(bool(wanted))
+            self._hold_writes(self._keys is not None)
         elif self._keys is None:
             return
         elif event == "data":
