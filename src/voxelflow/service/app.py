@@ -168,6 +168,10 @@ class Service:
         """
         name = (missing.study, missing.series)
         pending = self._fetches.get(name)
+        if pending is None and missing.series is not None:
+            # a request naming the series alone (/volumes/{series}) joins the retrieval of that
+            # series that a request naming its study started, rather than looking it up again
+            pending = next((f for (_, se), f in self._fetches.items() if se == missing.series), None)
         if pending is None:
             pending = asyncio.ensure_future(asyncio.to_thread(self._fetch, missing.study, missing.series))
             self._fetches[name] = pending
@@ -211,13 +215,13 @@ class Service:
         """(the retrieval's writer thread) One instance staged: hand it to whoever waits."""
         with self._arrivals:
             self._staged[staged.sop] = staged.path
-            waiting = self._waiting.pop(staged.sop, [])
-        if waiting:
-            try:
-                data: bytes | None = staged.path.read_bytes()
-            except OSError:  # never fail the retrieval for it: the waiters wait for the store
-                data = None
-            self._hand(waiting, data)
+            if staged.sop not in self._waiting:
+                return
+        try:
+            data: bytes | None = staged.path.read_bytes()
+        except OSError:  # never fail the retrieval for it: the waiters wait for the store
+            data = None
+        self.arrived(staged.sop, data)
 
     # the retrieval's watch (upstream.InstanceWatch): the instances requests wait for reach
     # them as soon as they are received, before the parts in front of them are written
@@ -226,13 +230,10 @@ class Service:
         with self._arrivals:
             return tuple(self._waiting)
 
-    def arrived(self, sop: str, data: bytes) -> None:
+    def arrived(self, sop: str, data: bytes | None) -> None:
+        """`sop`'s bytes to whoever waits for them (None: they wait for the store)."""
         with self._arrivals:
             waiting = self._waiting.pop(sop, [])
-        self._hand(waiting, data)
-
-    @staticmethod
-    def _hand(waiting: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[bytes]]], data: bytes | None) -> None:
         for loop, arrival in waiting:
             with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, arrival, data)
